@@ -1,0 +1,63 @@
+"""The one shape every dataset takes on its way into a model: token ids, a loss mask and entity spans.
+
+Why: the trainer, the bit meter (per-entity losses), MLS/MAC and the probes all work on any dataset
+(bioS, bioD, random sequences, ...) without knowing which it is. A dataset renders one *exposure*
+(every item seen once) as a ``TokenBatch``; static datasets return the same batch each time, bioS in
+"fresh" mode re-renders templates and sentence order per exposure (Part 3.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """One exposure of a dataset, padded to a common length.
+
+    tokens:    (n_items, seq_len) int64 token ids; item i's record, padded at the end with PAD.
+    loss_mask: (n_items, seq_len) bool; True where token t is a training target (t >= 1, not PAD).
+               The loss at position t is -log p(tokens[t] | tokens[:t]), from the logits at t - 1.
+    spans:     entity name -> (n_items, 2) int64 [start, end) token positions of that entity's tokens
+               (same indexing as ``tokens``; start >= 1). Names: "name", "value/<attr>",
+               "value/<attr>/chunk0" (bioD first chunk), "value" (random sequences).
+    """
+
+    tokens: torch.Tensor
+    loss_mask: torch.Tensor
+    spans: dict[str, torch.Tensor]
+
+    def __post_init__(self) -> None:
+        if self.tokens.shape != self.loss_mask.shape:
+            raise ValueError(f"tokens {tuple(self.tokens.shape)} and loss_mask {tuple(self.loss_mask.shape)} differ")
+        for name, span in self.spans.items():
+            if span.shape != (self.tokens.shape[0], 2):
+                raise ValueError(f"span {name!r} has shape {tuple(span.shape)}, expected ({self.tokens.shape[0]}, 2)")
+
+
+@runtime_checkable
+class TokenDataset(Protocol):
+    """What the trainer and the bit meter need from a dataset."""
+
+    kind: str  # "bios", "biod", "random", ...
+    n_items: int  # people (bioS/bioD) or library items (random)
+    vocab_size: int
+
+    def exposure(self, index: int) -> TokenBatch:
+        """Render exposure ``index`` (0-based). Deterministic for the dataset's seed and ``index``."""
+        ...
+
+    def used_tokens(self) -> torch.Tensor:
+        """Sorted int64 ids of every token that can occur (for parameter counts, Part 3.3)."""
+        ...
+
+    def information_bits(self) -> float:
+        """Information content of the dataset in bits (labkit.info)."""
+        ...
+
+    def bits_learned(self, entity_loss: dict[str, torch.Tensor]) -> "BitsLearned":  # noqa: F821
+        """Bits of this dataset a model holds, from per-item entity losses in nats (labkit.info)."""
+        ...

@@ -1,0 +1,42 @@
+"""``labkit.setup``: the first call of every chapter.
+
+It does the four things a chapter must not get wrong or do differently from the others: resolve the
+profile into sizes, validate the parameters, pick the device (never hard-coded), seed every random
+number generator, and switch plotly to the offline renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from labkit import plots, profiles, runtime
+
+
+@dataclass(frozen=True)
+class Setup:
+    chapter: str
+    profile: str
+    seed: int
+    device: torch.device
+    sizes: profiles.Sizes
+    generator: torch.Generator
+
+    def describe(self) -> str:
+        return (f"{self.chapter}: profile={self.profile} seed={self.seed} device={self.device} "
+                f"torch={torch.__version__} threads={torch.get_num_threads()}")
+
+
+def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str = "auto", *,
+          verbose: bool = True, **overrides: Any) -> Setup:
+    """Resolve ``profile`` for ``chapter``, seed everything with ``seed`` and choose ``device``."""
+    sizes = profiles.resolve(chapter, profile, **overrides)
+    generator = runtime.seed_everything(seed)
+    chosen = runtime.resolve_device(device)
+    plots.use_lab_renderer()
+    result = Setup(chapter, profile, seed, chosen, sizes, generator)
+    if verbose:
+        print(result.describe())
+    return result

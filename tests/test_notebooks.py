@@ -1,0 +1,46 @@
+"""Every chapter runs headlessly with non-default parameters (papermill, ``smoke`` profile, seed 1).
+
+The committed outputs themselves are re-executed and compared by nbval (``pytest --nbval-lax
+notebooks``, cells marked ``# NBVAL_CHECK_OUTPUT``); this test proves the parameters path works.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from labkit import book, profiles
+from labkit.cli import notebook_parameters, run_notebook
+
+NOTEBOOKS = book.chapter_notebooks()
+
+
+def test_the_toc_lists_every_notebook():
+    on_disk = sorted(p.name for p in (book.ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in NOTEBOOKS) == on_disk
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_structure(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first_code.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    params = notebook_parameters(notebook)
+    assert params["profile"] == "quick" and params["seed"] == 0
+    assert notebook.stem in profiles.CHAPTERS
+    sources = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "NBVAL_CHECK_OUTPUT" in sources, "key numbers must be checked by nbval"
+    assert "assert " in sources, "the chapter must check its claim in a cell"
+    # committed with outputs from a default papermill run, errors-free
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert outputs and not any(o.get("output_type") == "error" for o in outputs)
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs), "a plotly figure"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_with_smoke_profile_and_another_seed(notebook, tmp_path):
+    output = run_notebook(notebook, {"profile": "smoke", "seed": 1}, tmp_path / notebook.name, progress=False)
+    executed = json.loads(output.read_text())
+    assert executed["metadata"]["papermill"]["parameters"] == {"profile": "smoke", "seed": 1}
