@@ -9,9 +9,12 @@ Why: the trainer, the bit meter (per-entity losses), MLS/MAC and the probes all 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
+
+if TYPE_CHECKING:
+    from labkit.info import BitsLearned
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,6 @@ class TokenDataset(Protocol):
         """Information content of the dataset in bits (labkit.info)."""
         ...
 
-    def bits_learned(self, entity_loss: dict[str, torch.Tensor]) -> "BitsLearned":  # noqa: F821
+    def bits_learned(self, entity_loss: dict[str, torch.Tensor]) -> BitsLearned:
         """Bits of this dataset a model holds, from per-item entity losses in nats (labkit.info)."""
         ...
