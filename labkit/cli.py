@@ -85,7 +85,7 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output: Path, *, pr
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".ipynb.tmp", dir=output.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp.ipynb", dir=output.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

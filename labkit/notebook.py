@@ -30,11 +30,21 @@ class Setup:
 
 
 def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str = "auto", *,
-          verbose: bool = True, **overrides: Any) -> Setup:
-    """Resolve ``profile`` for ``chapter``, seed everything with ``seed`` and choose ``device``."""
+          threads: int | None = None, verbose: bool = True, **overrides: Any) -> Setup:
+    """Resolve ``profile`` for ``chapter``, seed everything with ``seed`` and choose ``device``.
+
+    ``threads``: CPU threads for torch. Default: 1 on the CPU. The lab's models are tiny and memory
+    bound, so a second thread buys little when the machine is idle and costs up to 10x when anything
+    else runs (measured on the 2-core lab machine: 17 ms/step with 1 thread vs 97-183 ms with 2 under
+    load); sweeps get their parallelism from processes instead (labkit.sweep).
+    """
     sizes = profiles.resolve(chapter, profile, **overrides)
     generator = runtime.seed_everything(seed)
     chosen = runtime.resolve_device(device)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads={threads!r} is not valid; allowed: None or a positive integer")
+    if chosen.type == "cpu":
+        torch.set_num_threads(threads or 1)
     plots.use_lab_renderer()
     result = Setup(chapter, profile, seed, chosen, sizes, generator)
     if verbose:

@@ -20,13 +20,22 @@ PROFILE_ORDER = ("smoke", "quick", "cpu-full", "full")
 # chapter (the notebook's file stem) -> profile -> sizes. Every profile of a chapter has the same keys.
 CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
     "00_welcome": {
-        # a key -> value memorization task: n_items random records, a 2-layer transformer
-        "smoke": dict(n_items=32, value_len=4, vocab=16, d_model=16, n_layer=1, n_head=2,
-                      exposures=20, batch_size=32, lr=1e-2),
+        # a key -> value library of random facts and a tiny 2-layer transformer that memorizes it;
+        # min_fraction: the share of the library's bits the chapter asserts the model has learned
+        "smoke": dict(n_items=32, value_len=4, vocab=16, d_model=16, n_layer=2, n_head=2,
+                      exposures=60, batch_size=16, lr=1e-2, min_fraction=0.4),
         "quick": dict(n_items=256, value_len=6, vocab=32, d_model=32, n_layer=2, n_head=2,
-                      exposures=150, batch_size=64, lr=5e-3),
-        "full": dict(n_items=4096, value_len=8, vocab=64, d_model=64, n_layer=2, n_head=4,
-                     exposures=400, batch_size=128, lr=3e-3),
+                      exposures=150, batch_size=64, lr=5e-3, min_fraction=0.9),
+        "full": dict(n_items=2048, value_len=8, vocab=64, d_model=64, n_layer=2, n_head=2,
+                     exposures=400, batch_size=128, lr=3e-3, min_fraction=0.9),
+    },
+    "01_knowledge_as_bits": {
+        # no training: N people in the samples and the bit-meter demo; the explorer's precomputed grid
+        # (N from 1e3 to 1e7 with grid_per_decade points per decade, one slider step per value of D)
+        "smoke": dict(N=200, grid_per_decade=2, explorer_D=(10, 100, 1000)),
+        "quick": dict(N=10_000, grid_per_decade=8, explorer_D=(10, 30, 100, 300, 1000, 3000, 10_000)),
+        "full": dict(N=100_000, grid_per_decade=16,
+                     explorer_D=(10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)),
     },
 }
 
