@@ -1,0 +1,441 @@
+"""One configurable decoder-only transformer, with TransformerLens-style hooks.
+
+Why one model: every chapter compares *knobs* (positions, attention kind, MLP kind, MoE, norm) of the
+same network, so they live in one ``ModelConfig`` and one ``Transformer``; a chapter never forks the
+model. The code reads top to bottom like nanoGPT: config, hooks, attention, MLP, block, model, counts.
+
+Attention kinds (Part 1, "Hierarchical Language Structures", arXiv 2305.13673, compares these):
+
+- ``softmax``: standard causal q·k attention (GPT). ``pos`` picks the positions: learned
+  ``absolute`` (GPT), ``rotary`` (GPT_rot, RoPE), ``relative`` (GPT_rel; here T5-style: a learned
+  scalar bias per head and bucketed distance, added to the scores), ``alibi`` (-m_h·(i-j)) or ``none``.
+- ``position`` (GPT_pos): the attention weights are a learned function of the relative position only,
+  no q·k. Our reading: each head h has one learned logit ``pos_logits[h, i - j]`` per causal distance
+  ``0 <= i - j < max_len`` (no buckets), softmax over ``j <= i``; values still come from a learned V
+  projection. Logits start at 0, i.e. as a uniform causal average.
+- ``uniform`` (GPT_uni): fixed weights, nothing trainable but V and the output projection. The paper
+  says head h attends uniformly to "the previous 2^h - 1 tokens". Our reading: heads are numbered
+  h = 1..n_head and the window *includes the token itself*: position i averages positions
+  ``max(0, i - 2^h + 2) .. i`` (2^h - 1 tokens, fewer at the start). So head 1 sees only itself, head 2
+  the token and 2 before it, head 3 seven tokens. Including self means no window is ever empty.
+
+Both ``position`` and ``uniform`` carry position in the attention itself; with them ``pos`` may only be
+``absolute`` (added to the input) or ``none``, since rotary/relative/alibi act on q·k scores.
+
+Hooks: every ``HookPoint`` is an identity module named like TransformerLens (``hook_embed``,
+``blocks.0.attn.hook_pattern``, ...). Idle hooks cost one module call and nothing else: the attention
+pattern is only materialised when a hook listens to it, otherwise ``F.scaled_dot_product_attention``
+runs. Hook functions are called as ``fn(tensor, name)`` (TransformerLens passes the HookPoint; we pass
+its name) and may return a replacement tensor. Shapes are TransformerLens's except ``hook_pos_embed``,
+(1, seq, d_model) broadcast over the batch. With MoE each expert has its own
+``blocks.{L}.mlp.experts.{e}.hook_post`` over the tokens routed to it; there is no
+``blocks.{L}.mlp.hook_post``. ``model.hook_names()`` lists what a model has.
+
+Mixture of experts (``moe_experts > 0``): token-choice routing, softmax router over all experts, each
+token goes to its ``moe_top_k`` most probable experts, weighted by those (not renormalised)
+probabilities, so top-1 is the Switch Transformer. After each forward ``model.aux_loss`` holds the
+Switch load-balancing loss ``E · Σ_e f_e · P_e`` (f_e: share of routed token slots, P_e: mean router
+probability), summed over layers; it is a zero tensor for dense models. The trainer adds
+``cfg.moe_aux_weight * model.aux_loss`` to the loss.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+POS = ("absolute", "rotary", "relative", "alibi", "none")
+ATTENTIONS = ("softmax", "position", "uniform")
+MLPS = ("gelu", "gated", "none")
+NORMS = ("layernorm", "rmsnorm")
+
+
+def _invalid(name: str, value, allowed: str) -> ValueError:
+    return ValueError(f"{name}={value!r} is not valid; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every knob of the model. Invalid combinations raise ``ValueError`` naming field, value, allowed."""
+
+    vocab_size: int
+    max_len: int
+    n_layer: int = 2
+    n_head: int = 2
+    d_model: int = 32
+    pos: str = "absolute"  # one of POS
+    attention: str = "softmax"  # one of ATTENTIONS
+    mlp: str = "gelu"  # one of MLPS
+    mlp_ratio: float = 4.0  # hidden width / d_model; "gated" uses 2/3 of it (LLaMA) to keep the size
+    moe_experts: int = 0  # 0 = dense MLP
+    moe_top_k: int = 1
+    moe_aux_weight: float = 0.01  # read by the trainer: loss += moe_aux_weight * model.aux_loss
+    norm: str = "layernorm"  # one of NORMS
+    tie_embeddings: bool = True
+    bias: bool = False  # biases in linear layers and LayerNorm
+    rope_base: float = 10000.0
+    rel_buckets: int = 32  # T5 defaults: half exact distances, half log-spaced up to rel_max_distance
+    rel_max_distance: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_len", "n_layer", "n_head", "d_model", "rel_buckets", "rel_max_distance"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _invalid(name, value, "a positive integer")
+        for name, allowed in (("pos", POS), ("attention", ATTENTIONS), ("mlp", MLPS), ("norm", NORMS)):
+            if getattr(self, name) not in allowed:
+                raise _invalid(name, getattr(self, name), ", ".join(map(repr, allowed)))
+        if self.d_model % self.n_head:
+            raise _invalid("d_model", self.d_model, f"a multiple of n_head={self.n_head}")
+        if self.pos == "rotary" and self.d_head % 2:
+            raise _invalid("d_model", self.d_model, f"an even d_model / n_head for pos='rotary', not {self.d_head}")
+        if self.attention != "softmax" and self.pos not in ("absolute", "none"):
+            raise _invalid("pos", self.pos, f"'absolute', 'none' with attention={self.attention!r} (no q·k scores)")
+        if self.pos == "relative" and self.rel_max_distance <= self.rel_buckets // 2:
+            raise _invalid("rel_max_distance", self.rel_max_distance, f"> rel_buckets // 2 = {self.rel_buckets // 2}")
+        if not self.mlp_ratio > 0:
+            raise _invalid("mlp_ratio", self.mlp_ratio, "a positive number")
+        if not isinstance(self.moe_experts, int) or self.moe_experts < 0:
+            raise _invalid("moe_experts", self.moe_experts, "0 (dense) or a positive integer")
+        if self.moe_experts and self.mlp == "none":
+            raise _invalid("mlp", self.mlp, "'gelu', 'gated' when moe_experts > 0")
+        if self.moe_experts and not 1 <= self.moe_top_k <= self.moe_experts:
+            raise _invalid("moe_top_k", self.moe_top_k, f"1..moe_experts={self.moe_experts}")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        """Hidden width of one MLP; gated MLPs have 3 matrices instead of 2, hence the 2/3 (LLaMA)."""
+        return max(1, round(self.mlp_ratio * self.d_model * (2 / 3 if self.mlp == "gated" else 1)))
+
+
+def gpt2(l: int, h: int, vocab_size: int, max_len: int, **overrides) -> ModelConfig:  # noqa: E741 (paper's ℓ)
+    """GPT2-ℓ-h of Part 3.3: ℓ layers, h heads, width 64h, rotary, GELU MLP, LayerNorm, tied, no bias."""
+    base = {"n_layer": l, "n_head": h, "d_model": 64 * h, "pos": "rotary"}
+    return ModelConfig(vocab_size=vocab_size, max_len=max_len, **{**base, **overrides})
+
+
+def llama(l: int, h: int, vocab_size: int, max_len: int, **overrides) -> ModelConfig:  # noqa: E741
+    """LLaMA-ℓ-h at GPT2-ℓ-h sizes: rotary, gated (SwiGLU) MLP, RMSNorm. Tied here (LLaMA unties) so
+    that comparisons with ``gpt2`` change only the MLP and the norm; pass tie_embeddings=False."""
+    return gpt2(l, h, vocab_size, max_len, **{"mlp": "gated", "norm": "rmsnorm", **overrides})
+
+
+def tiny(vocab_size: int, max_len: int = 20, *, d_model: int = 32, n_layer: int = 2, n_head: int = 2,
+         **overrides) -> ModelConfig:
+    """The CPU model of REFERENCE §12: GPT, absolute positions, GELU 4x MLP, LayerNorm, tied, no bias."""
+    return ModelConfig(vocab_size=vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer,
+                       n_head=n_head, **overrides)
+
+
+class HookPoint(nn.Module):
+    """Identity with a name; hooks are PyTorch forward hooks on it, so idle it is a bare module call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = ""  # set by Transformer to the module path, e.g. "blocks.0.hook_resid_post"
+
+    @property
+    def active(self) -> bool:
+        return bool(self._forward_hooks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+    return nn.RMSNorm(cfg.d_model, eps=1e-6)
+
+
+def _alibi_slopes(n: int) -> list[float]:
+    """m_h = 2^(-8h/n) for n a power of two; otherwise the ALiBi paper's interleaving (Press et al.)."""
+    if n & (n - 1) == 0:
+        return [2 ** (-8 * h / n) for h in range(1, n + 1)]
+    m = 2 ** math.floor(math.log2(n))
+    return _alibi_slopes(m) + _alibi_slopes(2 * m)[0::2][: n - m]
+
+
+def _t5_bucket(dist: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
+    """T5's causal bucketing of distances i - j >= 0: exact below buckets/2, log-spaced up to max_distance."""
+    exact = buckets // 2
+    log_ratio = torch.log(dist.clamp(min=exact).float() / exact) / math.log(max_distance / exact)
+    large = (exact + log_ratio * (buckets - exact)).long().clamp(max=buckets - 1)
+    return torch.where(dist < exact, dist, large)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.kind, self.pos, self.n_head = cfg.attention, cfg.pos, cfg.n_head
+        d, H = cfg.d_model, cfg.n_head
+        if self.kind == "softmax":
+            self.qkv = nn.Linear(d, 3 * d, bias=cfg.bias)
+        else:
+            self.v = nn.Linear(d, d, bias=cfg.bias)
+        self.out = nn.Linear(d, d, bias=cfg.bias)
+        if self.kind == "position":
+            self.pos_logits = nn.Parameter(torch.zeros(H, cfg.max_len))  # [h, i - j]
+        if self.kind == "uniform":  # window of head h (h = 1..H) is 2^h - 1 tokens, self included
+            window = torch.tensor([min(2**h - 1, cfg.max_len) for h in range(1, H + 1)])
+            self.register_buffer("window", window, persistent=False)
+        if self.pos == "relative":
+            self.rel_bias = nn.Embedding(cfg.rel_buckets, H)
+            self.rel = (cfg.rel_buckets, cfg.rel_max_distance)
+        if self.pos == "alibi":
+            self.register_buffer("slopes", torch.tensor(_alibi_slopes(H)), persistent=False)
+        if self.pos == "rotary":
+            inv_freq = cfg.rope_base ** (-torch.arange(0, cfg.d_head, 2, dtype=torch.float64) / cfg.d_head)
+            angles = torch.outer(torch.arange(cfg.max_len, dtype=torch.float64), inv_freq)  # (max_len, d_head/2)
+            self.register_buffer("cos", angles.cos().float(), persistent=False)
+            self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.hook_pattern = HookPoint()  # (batch, head, query, key), rows sum to 1
+
+    def _rotate(self, x: torch.Tensor) -> torch.Tensor:
+        """RoPE on (B, H, T, D), rotating the pairs (x_k, x_{k + D/2}) by angle t·θ_k (GPT-NeoX layout)."""
+        T = x.shape[-2]
+        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+    def _logit_bias(self, T: int, device: torch.device) -> torch.Tensor | None:
+        """Additive (H, T, T) logits from positions alone, -inf above the diagonal; None for plain causal."""
+        if self.kind == "softmax" and self.pos not in ("relative", "alibi"):
+            return None
+        idx = torch.arange(T, device=device)
+        dist = idx[:, None] - idx[None, :]  # i - j
+        future = dist < 0
+        dist = dist.clamp(min=0)
+        if self.kind == "position":
+            bias = self.pos_logits[:, dist]
+        elif self.kind == "uniform":
+            outside = dist >= self.window[:, None, None]
+            bias = torch.zeros(self.n_head, T, T, device=device).masked_fill(outside, -math.inf)
+        elif self.pos == "relative":
+            bias = self.rel_bias(_t5_bucket(dist, *self.rel)).permute(2, 0, 1)
+        else:  # alibi
+            bias = -self.slopes[:, None, None] * dist
+        return bias.masked_fill(future, -math.inf)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        H = self.n_head
+        bias = self._logit_bias(T, x.device)
+        if self.kind == "softmax":
+            # split, not view+permute: backward then concatenates straight into a contiguous gradient
+            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
+            if self.pos == "rotary":
+                q, k = self._rotate(q), self._rotate(k)
+            if not self.hook_pattern.active:  # fast path: the pattern is never materialised
+                mask = None if bias is None else bias.to(q.dtype)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=bias is None)
+            else:
+                scores = q @ k.transpose(-2, -1) / math.sqrt(C // H)
+                if bias is None:
+                    bias = torch.full((T, T), -math.inf, device=x.device).triu(1)
+                y = self.hook_pattern((scores + bias).softmax(dim=-1)) @ v
+        else:  # position / uniform: the pattern does not depend on the tokens
+            v = self.v(x).view(B, T, H, C // H).transpose(1, 2)
+            pattern = bias.softmax(dim=-1).to(v.dtype)  # uniform: softmax of 0 / -inf = 1 / window
+            if self.hook_pattern.active:
+                pattern = self.hook_pattern(pattern.expand(B, H, T, T))
+            y = pattern @ v
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gated = cfg.mlp == "gated"
+        self.fc = nn.Linear(cfg.d_model, cfg.d_mlp * (2 if self.gated else 1), bias=cfg.bias)  # gated: [gate, up]
+        self.proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)
+        self.hook_post = HookPoint()  # (..., d_mlp) activations
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            gate, up = self.fc(x).chunk(2, dim=-1)
+            return self.proj(self.hook_post(F.silu(gate) * up))
+        return self.proj(self.hook_post(F.gelu(self.fc(x))))
+
+
+class MoE(nn.Module):
+    """Token-choice top-k mixture of MLP experts; ``aux_loss`` is the Switch load-balancing loss."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.top_k = cfg.moe_top_k
+        self.router = nn.Linear(cfg.d_model, cfg.moe_experts, bias=False)
+        self.experts = nn.ModuleList(MLP(cfg) for _ in range(cfg.moe_experts))
+        self.aux_loss = torch.zeros(())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        probs = self.router(flat).float().softmax(dim=-1)  # (N, E)
+        gate, expert = probs.topk(self.top_k, dim=-1)  # (N, k)
+        expert, order = expert.flatten().sort(stable=True)
+        counts = torch.bincount(expert, minlength=len(self.experts))
+        token, gate = order // self.top_k, gate.flatten()[order]
+        out = torch.zeros_like(flat)
+        for e, (tok, g) in enumerate(zip(token.split(counts.tolist()), gate.split(counts.tolist()), strict=True)):
+            if len(tok):
+                out.index_add_(0, tok, (self.experts[e](flat[tok]) * g[:, None]).to(out.dtype))
+        self.aux_loss = len(self.experts) * (counts / expert.numel() * probs.mean(dim=0)).sum()
+        return out.view_as(x)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()  # registration order = forward order (hook_names, caches)
+        self.ln1, self.attn, self.hook_attn_out = _norm(cfg), Attention(cfg), HookPoint()
+        self.ln2 = _norm(cfg) if cfg.mlp != "none" else None
+        self.mlp = None if cfg.mlp == "none" else MoE(cfg) if cfg.moe_experts else MLP(cfg)
+        self.hook_mlp_out = HookPoint() if cfg.mlp != "none" else None
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.hook_resid_pre(x)
+        x = x + self.hook_attn_out(self.attn(self.ln1(x)))
+        if self.mlp is not None:
+            x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
+        return self.hook_resid_post(x)
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer: ``Transformer(cfg)(tokens)`` maps (batch, seq) ids to (batch, seq, vocab)
+    logits. Pre-norm blocks; ``seed`` draws the initial weights from its own generator (on the CPU, so
+    the same seed gives the same weights on every device) instead of the global one."""
+
+    def __init__(self, cfg: ModelConfig, seed: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        absolute = cfg.pos == "absolute"
+        self.embed, self.hook_embed = nn.Embedding(cfg.vocab_size, cfg.d_model), HookPoint()
+        self.pos_embed = nn.Embedding(cfg.max_len, cfg.d_model) if absolute else None
+        self.hook_pos_embed = HookPoint() if absolute else None
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_final = _norm(cfg)
+        self.unembed = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.hooks_by_name = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
+        for name, hook in self.hooks_by_name.items():
+            hook.name = name
+        self.aux_loss = torch.zeros(())
+        self.init_weights(seed=seed)
+
+    @torch.no_grad()
+    def init_weights(self, names: set[str] | None = None, seed: int | None = None) -> None:
+        """(Re)initialise the parameters named in ``names`` (all if None), GPT-2 style: N(0, 0.02),
+        residual projections N(0, 0.02/sqrt(2·n_layer)), norms 1, biases and positional logits 0."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        std_out = 0.02 / math.sqrt(2 * self.cfg.n_layer)
+        for mod_name, module in self.named_modules():
+            for p_name, p in module.named_parameters(recurse=False):
+                if names is not None and f"{mod_name}.{p_name}".lstrip(".") not in names:
+                    continue
+                if isinstance(module, (nn.LayerNorm, nn.RMSNorm)) and p_name == "weight":
+                    p.fill_(1.0)
+                elif p_name in ("bias", "pos_logits") or mod_name.endswith("rel_bias"):
+                    p.zero_()
+                else:
+                    std = std_out if mod_name.endswith(("attn.out", "proj")) else 0.02
+                    p.copy_(torch.randn(p.shape, generator=generator) * std)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[-1]
+        if T > self.cfg.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len={self.cfg.max_len}")
+        x = self.hook_embed(self.embed(tokens))
+        if self.pos_embed is not None:  # slicing, not a lookup: cheaper backward
+            x = x + self.hook_pos_embed(self.pos_embed.weight[:T].unsqueeze(0))  # (1, T, d) hook
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_final(x)
+        if self.cfg.moe_experts:
+            self.aux_loss = sum(block.mlp.aux_loss for block in self.blocks)
+        return F.linear(x, self.embed.weight if self.unembed is None else self.unembed.weight)
+
+    # --- hooks -------------------------------------------------------------------------------------
+    def hook_names(self) -> list[str]:
+        return list(self.hooks_by_name)
+
+    @contextmanager
+    def hooks(self, fwd_hooks):
+        """Attach ``[(name, fn), ...]`` for the duration of a ``with`` block; fn(tensor, name) -> tensor|None."""
+        handles = []
+        try:
+            for name, fn in fwd_hooks:
+                if name not in self.hooks_by_name:
+                    raise ValueError(f"hook name {name!r} is not valid; allowed: {', '.join(self.hooks_by_name)}")
+                handles.append(self.hooks_by_name[name].register_forward_hook(
+                    lambda module, args, out, fn=fn: fn(out, module.name)))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_with_hooks(self, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
+        with self.hooks(fwd_hooks):
+            return self(tokens)
+
+    def run_with_cache(self, tokens: torch.Tensor, names=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and a dict of detached activations; ``names``: None (all), a list, or a predicate."""
+        if names is None:
+            names = self.hook_names()
+        elif callable(names):
+            names = [n for n in self.hook_names() if names(n)]
+        elif isinstance(names, str):
+            names = [names]
+        cache: dict[str, torch.Tensor] = {}
+        logits = self.run_with_hooks(tokens, [(n, lambda t, n: cache.__setitem__(n, t.detach())) for n in names])
+        return logits, cache
+
+
+# --- parameter counts --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameters by group. ``total`` is P of Part 3.3 (with ``used_tokens``: embedding rows of tokens
+    that never occur excluded); ``non_embedding`` also drops token, position and unembedding rows
+    (Kaplan et al.'s N)."""
+
+    total: int
+    non_embedding: int
+    embedding: int
+    position: int
+    attention: int
+    mlp: int
+    norm: int
+    unembedding: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def count_params(model: Transformer, used_tokens=None) -> ParamCount:
+    """Count ``model``'s parameters by group; ``used_tokens`` (ids that occur in the data) limits the
+    embedding (and untied unembedding) to those rows (Part 3.3)."""
+    groups = dict.fromkeys(("embedding", "position", "attention", "mlp", "norm", "unembedding"), 0)
+    top = {"embed": "embedding", "pos_embed": "position", "ln_final": "norm", "unembed": "unembedding"}
+    inner = {"attn": "attention", "mlp": "mlp", "ln1": "norm", "ln2": "norm"}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        groups[inner[parts[2]] if parts[0] == "blocks" else top[parts[0]]] += p.numel()
+    if used_tokens is not None:
+        ids = torch.as_tensor(used_tokens).flatten().unique()
+        vocab, d = model.cfg.vocab_size, model.cfg.d_model
+        if len(ids) and not (0 <= int(ids.min()) and int(ids.max()) < vocab):
+            raise _invalid("used_tokens", f"ids in [{int(ids.min())}, {int(ids.max())}]", f"ids in [0, {vocab})")
+        groups["embedding"] = len(ids) * d
+        if groups["unembedding"]:
+            groups["unembedding"] = len(ids) * d
+    total = sum(groups.values())
+    non_embedding = total - groups["embedding"] - groups["position"] - groups["unembedding"]
+    return ParamCount(total=total, non_embedding=non_embedding, **groups)
