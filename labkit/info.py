@@ -233,3 +233,20 @@ def capacity_ratio(bits: float | BitsLearned, params: int) -> float:
     """R = bits / P (Part 3.3), P the parameter count without embedding rows of unused tokens."""
     params = check_int("params", params, 1)
     return float(bits.bits if isinstance(bits, BitsLearned) else bits) / params
+
+
+def biod_information_terms(N: int, K: int, C: int, D: int, L: int, T: int, N0: int = N0_BIOS,
+                           exact: bool = True) -> dict[str, float]:
+    """The three terms of Prop 2.3 by name; they sum to :func:`biod_information` (same arguments).
+
+    ``"name"``: which N of the N0 names occur, ``log2 C(N0, N)`` (≈ ``N·log2(N0/N)``); ``"values"``:
+    every person's C chunks per attribute, ``N·K·C·log2 D``; ``"diversity"``: each attribute's set of D
+    values, ``K·log2 C(T^L, D)`` (≈ ``K·D·log2(T^L/D)``). ``exact=False`` gives the approximations. The
+    keys are those of :func:`biod_bits`'s breakdown, so an oracle's bits compare term by term.
+    """
+    N, K, C, D, L, T, N0 = check_biod_parameters(N, K, C, D, L, T, N0)
+    if exact:
+        name, diversity = log2_binom(N0, N), K * log2_binom(T**L, D)
+    else:
+        name, diversity = N * math.log2(N0 / N), K * D * (L * math.log2(T) - math.log2(D))
+    return {"name": name, "values": N * K * C * math.log2(D), "diversity": diversity}

@@ -237,3 +237,22 @@ def test_capacity_ratio():
 def test_mean_loss_reports_missing_entities():
     with pytest.raises(ValueError, match="'value/major' is missing; given: name"):
         info.mean_loss({"name": torch.zeros(3)}, "value/major")
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_biod_information_terms_sum_to_the_total_and_match_the_oracle(exact):
+    N, K, C, D, L, T, N0 = P.values()
+    terms = info.biod_information_terms(N, K, C, D, L, T, N0, exact=exact)
+    assert list(terms) == ["name", "values", "diversity"]
+    assert sum(terms.values()) == pytest.approx(biod_information(N, K, C, D, L, T, N0, exact=exact), rel=1e-12)
+    assert terms["values"] == pytest.approx(N * K * C * math.log2(D))
+    if not exact:  # Def 4.1 at zero loss reproduces the approximate terms one by one
+        oracle = biod_bits(N, K, C, D, L, T, p1=math.log(N), p2=0.0, p3=0.0, N0=N0)
+        assert oracle.breakdown == pytest.approx(terms, rel=1e-12)
+
+
+def test_biod_information_terms_hand_computed_and_validated():
+    terms = info.biod_information_terms(2, 1, 1, 2, 1, 4, N0=4)
+    assert terms == pytest.approx({"name": math.log2(6), "values": 2.0, "diversity": math.log2(6)})
+    with pytest.raises(ValueError, match="D=17"):
+        info.biod_information_terms(10, 1, 1, 17, 2, 4, N0=100)
