@@ -101,7 +101,7 @@ def build_site(source_dir: Path = ROOT, output_root: Path = ROOT) -> Path:
     """Run ``jupyter-book build -W -n --keep-going``; return the folder holding index.html."""
     collect_assets(source_dir)
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(source_dir),
-               "--path-output", str(output_root), "-W", "-n", "--keep-going"]
+               "--path-output", str(output_root), "--all", "-W", "-n", "--keep-going"]
     subprocess.run(command, check=True)
     html = output_root / "_build" / "html"
     print(f"\nThe lab's website is built: open {html / 'index.html'}\n"

@@ -93,6 +93,9 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output: Path, *, pr
             str(notebook), str(tmp), parameters=parameters, progress_bar=progress,
             cwd=str(cwd or notebook.parent), kernel_name="python3",
         )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the result is an ordinary file
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -97,6 +97,9 @@ def test_page_renders_offline_in_chromium(server, page, tmp_path):
                     "n => document.querySelectorAll('div.plotly-graph-div svg.main-svg g.trace').length > 0"
                     " && [...document.querySelectorAll('div.plotly-graph-div')].every("
                     "d => d.querySelector('svg.main-svg g.trace'))", arg=n_figures, timeout=20_000)
+            if "application/vnd.jupyter.widget-view+json" in tab.content():
+                # saved widget state: the HTML manager must draw the widgets (static, no kernel)
+                tab.wait_for_selector(".jupyter-widgets", state="attached", timeout=20_000)
             tab.wait_for_load_state("networkidle")
         finally:
             context.close()
