@@ -31,7 +31,7 @@ def _deduplicate_scripts(app: Any, pagename: str, templatename: str, context: di
     context["script_files"] = unique
 
 
-WIDGETS_COMPAT_JS = """
+WIDGETS_COMPAT_JS = r"""
 (function () {
   var root = document.documentElement.dataset.content_root || "";
   var assets = new URL(root + "_static/html-manager/", location.href).href;
