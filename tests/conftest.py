@@ -6,6 +6,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
+
+# One torch thread for the whole suite: the tiny models here are memory bound, and on the 2-core CI
+# machine a second thread competes with notebook kernels and the site build (up to 10x slower).
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 
