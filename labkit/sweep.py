@@ -177,6 +177,217 @@ def serial_executor(
         yield run_one(config)
 
 
+# --------------------------------------------------------------------------------------------------
+# Faster executors (issue #6): batching same-shape runs, running in parallel processes
+#
+# A run function may offer two optional methods (labkit.batched.BatchableRun implements both):
+#   shape_key(config) -> hashable or None   runs with equal keys can train together (None: never batch)
+#   run_many(configs) -> list of results     train configs of one key at once, one result per config
+# Executors call them through ``run_one.run_fn`` (a RunAndSave) and store each result with save_result,
+# so a batched run leaves exactly the files a serial one would. Run functions without them run singly.
+# --------------------------------------------------------------------------------------------------
+
+MAX_BATCH = 8  # models trained together at most: beyond ~8 tiny models a CPU step gains nothing more
+
+
+def _plan(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]], batch: bool,
+          max_batch: int, units: int = 1) -> list[list[dict[str, Any]]]:
+    """Split pending configs into units of work: groups of one shape key (≤ max_batch) or single runs.
+
+    Groups keep the grid order of their first config; with ``units`` > 1 the largest groups are
+    halved until there are at least that many units: parallel workers get two units each, so the
+    pool can even out units of unequal cost and no worker idles while another trains a batch that
+    could have been shared.
+    """
+    run_fn = getattr(run_one, "run_fn", None)
+    key_fn = getattr(run_fn, "shape_key", None)
+    if not batch or key_fn is None or getattr(run_fn, "run_many", None) is None:
+        return [[c] for c in pending]
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    plan: list[list[dict[str, Any]]] = []
+    for config in pending:
+        key = key_fn(dict(config))
+        if key is None:
+            plan.append([config])
+        elif key in groups:
+            groups[key].append(config)
+        else:
+            groups[key] = [config]
+            plan.append(groups[key])  # filled in place as configs of the key arrive
+    split = []
+    for group in plan:
+        n_chunks = -(-len(group) // max_batch)
+        size = -(-len(group) // n_chunks)
+        split.extend(group[i : i + size] for i in range(0, len(group), size))
+    while split and len(split) < units and max(map(len, split)) > 1:
+        big = max(range(len(split)), key=lambda i: len(split[i]))
+        group = split.pop(big)
+        split[big:big] = [group[: len(group) // 2], group[len(group) // 2 :]]
+    return split
+
+
+def _run_unit(unit: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict]:
+    """Run one unit of work and store its results: a single config through run_one, a group through
+    ``run_fn.run_many`` (each record's wall time is the group's divided by its size)."""
+    if len(unit) == 1:
+        return [run_one(unit[0])]
+    t0 = time.perf_counter()
+    results = run_one.run_fn.run_many([dict(c) for c in unit])
+    if len(results) != len(unit):
+        raise RuntimeError(f"run_many returned {len(results)} results for {len(unit)} configs")
+    share = (time.perf_counter() - t0) / len(unit)
+    return [save_result(run_one.results_dir, c, r, share) for c, r in zip(unit, results, strict=True)]
+
+
+def batched_executor(max_batch: int = MAX_BATCH) -> Executor:
+    """An executor that trains pending configs of one shape key together (``run_fn.run_many``), in this
+    process; configs without a key, or of a run function without ``shape_key``/``run_many``, run singly.
+
+    Measured on the 2-core lab CPU (benchmarks/bench_sweep.py): batching pays where a step is small
+    (tiny models, short records, small batches), and is about even once a model's matmuls are
+    compute-bound; it never replaces using both cores (see ``process_executor``).
+    """
+
+    def execute(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]):
+        for unit in _plan(pending, run_one, True, max_batch):
+            yield from _run_unit(unit, run_one)
+
+    return execute
+
+
+def default_workers() -> int:
+    """CPU cores this process may use (the sweep's natural number of 1-thread workers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_worker_run_one: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+def _init_worker(run_one: Callable[[dict[str, Any]], dict[str, Any]], threads: int) -> None:
+    """Per worker process, once: its share of the CPU and the run function (pickled once, not per task)."""
+    global _worker_run_one
+    if threads > 0:
+        torch.set_num_threads(threads)
+    from labkit.batched import keep_freed_memory
+
+    keep_freed_memory()
+    _worker_run_one = run_one
+
+
+def _worker_unit(unit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    assert _worker_run_one is not None, "worker not initialised"
+    return _run_unit(unit, _worker_run_one)
+
+
+def shippable(run_one: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """Whether a worker process can rebuild ``run_one``: it pickles, and nothing in it lives only in
+    an interactive ``__main__`` (a notebook cell), which a spawned process cannot import."""
+    import pickle
+    import sys
+
+    try:
+        pickle.dumps(run_one)
+    except Exception:  # pickling errors are of many types (PicklingError, TypeError, AttributeError)
+        return False
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__file__", None) is None:
+        run_fn = getattr(run_one, "run_fn", run_one)
+        owner = run_fn if hasattr(run_fn, "__qualname__") else type(run_fn)
+        if getattr(owner, "__module__", None) == "__main__":
+            return False
+    return True
+
+
+def _context(start_method: str | None, run_one: Callable[[dict[str, Any]], dict[str, Any]]):
+    """A multiprocessing context whose workers start fast and safely.
+
+    ``forkserver`` (default where available): a clean server process imports torch and labkit once
+    and forks each worker from there: ~1.7 s for the first pool of a session, ~0.1 s for later ones,
+    against ~3.5 s for every ``spawn`` pool on the 2-core lab machine. It also preloads
+    ``torch._dynamo``, which the first ``torch.optim`` optimizer of a process imports (~1.9 s CPU,
+    once per process: every worker would pay it on its first run). Plain ``fork`` of this process
+    is not offered: forking after torch's OpenMP threads have run hangs the child (seen with torch 2.13).
+    """
+    import multiprocessing
+
+    if start_method is None:
+        start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        run_fn = getattr(run_one, "run_fn", run_one)
+        module = getattr(run_fn, "__module__", None) or type(run_fn).__module__
+        preload = ["torch", "torch._dynamo", "labkit.sweep", "labkit.batched"]  # the optimizer imports dynamo
+        ctx.set_forkserver_preload(preload + ([module] if module and not module.startswith("__") else []))
+    return ctx
+
+
+def process_executor(workers: int | None = None, threads: int = 1, batch: bool = True,
+                     max_batch: int = MAX_BATCH, start_method: str | None = None) -> Executor:
+    """An executor running units of work (single runs, or same-shape groups when ``batch``) in
+    ``workers`` processes with ``threads`` torch threads each; default: one 1-thread worker per core.
+
+    Why processes of one thread: a tiny model's step is a chain of small kernels that two threads
+    share badly, so two 1-thread jobs beat one 2-thread job on the lab's 2-core CPU (REFERENCE §12,
+    re-measured by benchmarks/bench_sweep.py). Groups are split into about two units per worker,
+    which start largest first. Workers come from a fresh interpreter (see ``_context``), so ``run_fn``
+    must be importable by them: defined in a module (or a script run as ``__main__``), not in a
+    notebook cell; see ``shippable``. One pending unit runs in this process, without a pool.
+    """
+    workers = default_workers() if workers is None else workers
+
+    def execute(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]):
+        plan = _plan(pending, run_one, batch, max_batch, units=2 * workers)
+        if workers <= 1 or len(plan) <= 1:
+            for unit in plan:
+                yield from _run_unit(unit, run_one)
+            return
+        if not shippable(run_one):
+            raise ValueError("the run function cannot be sent to worker processes (define it in a module, not a "
+                             "notebook cell, and make it picklable) or use executor='batched' / serial_executor")
+        plan.sort(key=len, reverse=True)  # stable: grid order among units of one size
+        ctx = _context(start_method, run_one)
+        pool = ctx.Pool(min(workers, len(plan)), initializer=_init_worker, initargs=(run_one, threads))
+        try:
+            for records in pool.imap_unordered(_worker_unit, plan):
+                yield from records
+            pool.close()
+        except BaseException:  # an error, Ctrl-C, or the consumer stopped early: stop the workers now
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+
+    return execute
+
+
+def auto_executor(workers: int | None = None, max_batch: int = MAX_BATCH) -> Executor:
+    """The fastest executor that applies: parallel 1-thread processes (batching same-shape runs inside
+    them) when there are several cores and the run function can be shipped to workers, else
+    batching in this process. Why this default: see ``process_executor`` and ``batched_executor``.
+    With a GPU, batching in this process: one process keeps the GPU busiest with large batched kernels.
+    """
+    workers = default_workers() if workers is None else workers
+
+    def execute(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]):
+        if workers > 1 and len(pending) > 1 and not torch.cuda.is_available() and shippable(run_one):
+            yield from process_executor(workers, 1, True, max_batch)(pending, run_one)
+        else:
+            yield from batched_executor(max_batch)(pending, run_one)
+
+    return execute
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "serial": lambda: serial_executor,
+    "batched": batched_executor,
+    "processes": process_executor,
+    "auto": auto_executor,
+}
+
+
 def grid_product(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     """Every combination of the axes, e.g. ``grid_product(d_model=[16, 32], seed=[0, 1])`` → 4 configs."""
     configs: list[dict[str, Any]] = [{}]
@@ -202,7 +413,7 @@ def run_sweep(
     *,
     progress: bool = True,
     rerun: bool = False,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
 ) -> SweepReport:
     """Run ``run_fn`` on every config of ``grid`` that has no valid result yet; return all records.
 
@@ -210,9 +421,15 @@ def run_sweep(
     resumes where it stopped, since each result is stored as soon as its run ends. An exception in
     ``run_fn`` stops the sweep (results stored so far stay). Records are dicts with ``config``,
     ``result``, ``meta`` (wall time, device, torch and labkit versions), ``hash`` and ``schema``.
+    ``executor``: a function ``(pending, run_one) -> records`` or one of ``"serial"`` (the default),
+    ``"batched"``, ``"processes"``, ``"auto"`` (see ``auto_executor``).
     """
     from tqdm.auto import tqdm
 
+    if isinstance(executor, str):
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor={executor!r} is not valid; allowed: {', '.join(map(repr, EXECUTORS))}")
+        executor = EXECUTORS[executor]()
     configs = _unique(grid)
     done = {} if rerun else {config_hash(c): read_result(result_path(results_dir, c)) for c in configs}
     pending = [c for c in configs if done.get(config_hash(c)) is None]

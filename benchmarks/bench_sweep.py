@@ -1,0 +1,353 @@
+"""Sweep throughput on this machine: trainer overhead, batched vs one-by-one training, sweep executors.
+
+Why: every chapter is a sweep of tiny trainings, so tokens per second of *sweeps* is the lab's speed
+(issue #6). One run of this script prints, side by side and as ratios from the same process:
+
+1. peak fp32 matmul rate (a large ``torch.matmul``), the denominator of MFU = 6·P·tokens/s / peak;
+2. ``labkit.train.train`` against a minimal plain-PyTorch loop (same model, AdamW, clipping, schedule,
+   same batches): the trainer's overhead;
+3. 8 same-shape models trained one after another (``train``) against together (``train_batched``), at
+   ~20k / ~100k / ~250k parameters (REFERENCE §12's bioD records: 20 tokens, batch 128), plus a
+   small-step case (short records, batch 16) where per-step overhead dominates;
+4. a capacity-style sweep (3 sizes × 4 seeds) through the sweep executors: serial with torch's
+   default threads, serial with 1 thread, batched in one process, and 1-thread worker processes
+   (unbatched and batched = ``auto_executor``).
+
+Other jobs share the machine, so absolute seconds mean little: variants run alternately (A B A B ...)
+and ratios are medians of back-to-back pairs. Single-process rows are timed in CPU seconds of this
+process (insensitive to time the scheduler gives to other jobs; they run with 1 thread), executor rows
+in wall seconds (they use several processes). The load average is recorded before and after.
+The table also goes to ``_build/bench/bench_sweep.json``.
+
+    python benchmarks/bench_sweep.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
+from labkit.batched import BatchableRun, RunSetup, keep_freed_memory, train_batched  # noqa: E402
+from labkit.data.biod import BioD  # noqa: E402
+from labkit.data.random import RandomSequences  # noqa: E402
+from labkit.model import Transformer, tiny  # noqa: E402
+from labkit.sweep import auto_executor, batched_executor, process_executor, run_sweep, serial_executor  # noqa: E402
+from labkit.train import exposure_permutation, lr_at, shifted_targets, train  # noqa: E402
+
+OUT = ROOT / "_build" / "bench" / "bench_sweep.json"
+
+
+def biod(n: int, seed: int = 0) -> BioD:
+    """REFERENCE §12's data: 2-token names from 100 × 100, K = 8 attributes of 256 values, 20 tokens."""
+    return BioD(n, K=8, C=1, D=256, L=1, T=256, seed=seed, name_pools=(100, 100))
+
+
+def n_params(cfg) -> int:
+    return sum(p.numel() for p in Transformer(cfg).parameters())
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def alternate(variants: dict[str, Callable[[], object]], rounds: int, clock: Callable[[], float]) -> dict:
+    """Time each variant ``rounds`` times, alternating and rotating which one starts a round."""
+    names = list(variants)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0 = clock()
+            variants[name]()
+            times[name].append(clock() - t0)
+    return times
+
+
+def paired_ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
+    """Median over rounds of time(slow) / time(fast): > 1 means ``fast`` is faster."""
+    return statistics.median(a / b for a, b in zip(times[slow], times[fast], strict=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. peak matmul
+# --------------------------------------------------------------------------------------------------
+
+
+def peak_flops(threads: int, n: int = 2048, reps: int = 8) -> float:
+    """Best fp32 matmul rate over ``reps`` products of n × n matrices, per CPU second of this process
+    (1 thread; the clock of the single-process rows) or per wall second (several threads)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    best = min(_timed(lambda: torch.matmul(a, b), clock) for _ in range(reps))
+    return 2 * n**3 / best
+
+
+def _timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    t0 = clock()
+    fn()
+    return clock() - t0
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. labkit.train vs a plain loop
+# --------------------------------------------------------------------------------------------------
+
+
+def plain_loop(model: Transformer, data, exposures: int, batch_size: int, lr: float, seed: int) -> None:
+    """The minimal loop of the same recipe: AdamW (decay on ≥2-D tensors), warmup + cosine, clip 1.0."""
+    batch = data.exposure(0)  # static data
+    tokens, targets = batch.tokens, shifted_targets(batch)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    other = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), fused=True)
+    params = decay + other
+    steps_per = -(-data.n_items // batch_size)
+    total, step = steps_per * exposures, 0
+    for e in range(exposures):
+        order = exposure_permutation(seed, e, data.n_items)
+        for j in range(steps_per):
+            idx = order[j * batch_size : (j + 1) * batch_size]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, lr, 0.02, 0.1)
+            logits = model(tokens[idx])
+            loss = F.cross_entropy(logits.flatten(0, 1), targets[idx].flatten(), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            opt.step()
+            step += 1
+
+
+def bench_trainer(rounds: int, peak1: float) -> dict:
+    torch.set_num_threads(1)
+    data = biod(1024)
+    cfg = tiny(data.vocab_size, 20, d_model=32)
+    exposures, batch_size, lr = 3, 128, 5e-3
+    tokens = exposures * data.n_items * 20
+    times = alternate({
+        "plain": lambda: plain_loop(Transformer(cfg, seed=0), data, exposures, batch_size, lr, 0),
+        "labkit": lambda: train(Transformer(cfg, seed=0), data, exposures, batch_size, lr, 0, "cpu", progress=False),
+    }, rounds, time.process_time)
+    P = n_params(cfg)
+    row = {"params": P, "tokens": tokens, "threads": 1}
+    for name in times:
+        tps = tokens / statistics.median(times[name])
+        row[f"{name}_tok_s"] = round(tps)
+        row[f"{name}_mfu"] = round(6 * P * tps / peak1, 4)
+    row["labkit_vs_plain"] = round(paired_ratio(times, "plain", "labkit"), 3)
+    return row
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. 8 models: one by one vs batched
+# --------------------------------------------------------------------------------------------------
+
+
+def bench_batched(label: str, data, d_model: int, batch_size: int, exposures: int, rounds: int, peak1: float,
+                  models: int = 8) -> dict:
+    torch.set_num_threads(1)
+    cfg = tiny(data.vocab_size, int(data.exposure(0).tokens.shape[1]), d_model=d_model)
+    seeds = list(range(models))
+
+    def one_by_one() -> None:
+        for s in seeds:
+            train(Transformer(cfg, seed=s), data, exposures, batch_size, 5e-3, s, "cpu", progress=False)
+
+    def together() -> None:
+        train_batched([Transformer(cfg, seed=s) for s in seeds], data, exposures, batch_size, 5e-3, seeds, "cpu",
+                      progress=False)
+
+    times = alternate({"sequential": one_by_one, "batched": together}, rounds, time.process_time)
+    P = n_params(cfg)
+    tokens = models * exposures * data.exposure(0).tokens.numel()
+    row = {"case": label, "params": P, "models": models, "batch_size": batch_size,
+           "seq_len": int(data.exposure(0).tokens.shape[1]), "threads": 1}
+    for name in times:
+        tps = tokens / statistics.median(times[name])
+        row[f"{name}_tok_s"] = round(tps)
+        row[f"{name}_mfu"] = round(6 * P * tps / peak1, 4)
+    row["batched_vs_sequential"] = round(paired_ratio(times, "sequential", "batched"), 3)
+    return row
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. a capacity-style sweep through the executors
+# --------------------------------------------------------------------------------------------------
+
+
+class CapacityRun(BatchableRun):
+    """One capacity-style run: a tiny GPT of width ``d_model`` on bioD data of its seed (§12 recipe).
+
+    Results carry ``cpu_s``, the CPU seconds of the training in whichever process ran it (a batch's
+    share per run), from which the speed-up on an otherwise idle machine is estimated.
+    """
+
+    def setup(self, config: dict) -> RunSetup:
+        data = biod(config["N"], seed=config["seed"])
+        model = Transformer(tiny(data.vocab_size, 20, d_model=config["d_model"]), seed=config["seed"])
+        kwargs = dict(exposures=config["exposures"], batch_size=128, lr=5e-3, seed=config["seed"], device="cpu")
+        return RunSetup(model, data, kwargs)
+
+    def finish(self, config: dict, setup: RunSetup, history) -> dict:
+        return {"final_loss": history.final_loss, "tokens": history.tokens_seen}
+
+    def __call__(self, config: dict) -> dict:
+        t0 = time.process_time()
+        result = super().__call__(config)
+        return {**result, "cpu_s": time.process_time() - t0}
+
+    def run_many(self, configs: list[dict]) -> list[dict]:
+        t0 = time.process_time()
+        results = super().run_many(configs)
+        share = (time.process_time() - t0) / len(configs)
+        return [{**r, "cpu_s": share} for r in results]
+
+
+def _sweep(grid: list[dict], executor, threads: int, cpu: list[float]) -> Callable[[], None]:
+    def go() -> None:
+        torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            records = run_sweep(grid, CapacityRun(), tmp, progress=False, executor=executor).records
+        cpu.append(sum(r["result"]["cpu_s"] for r in records))
+    return go
+
+
+def bench_sweep(rounds: int, quick: bool) -> dict:
+    """The executors on one grid (wall time, pool start-up included); then torch's default threads
+    against 1 thread for serial runs, on one short run per size (slow under load, hence small).
+
+    ``est_idle_speedup``: serial CPU seconds / (this executor's CPU seconds of runs / processes it
+    uses), i.e. the speed-up if every process had a core of its own (pool start-up and imbalance
+    ignored); the measured wall ratio is that minus what other jobs on the machine took.
+    """
+    exposures = 3 if quick else 4
+    grid = [{"d_model": d, "seed": s, "N": 1000, "exposures": exposures} for d in (16, 24, 32) for s in range(4)]
+    cores = os.cpu_count() or 1
+    spec = {
+        "serial, 1 thread": (serial_executor, 1),
+        "batched, 1 process, 1 thread": (batched_executor(), 1),
+        f"processes ×{cores}, 1 thread each": (process_executor(batch=False), cores),
+        f"auto: processes ×{cores} + batched": (auto_executor(), cores),
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in spec}
+    times = alternate({name: _sweep(grid, ex, 1, cpu[name]) for name, (ex, _) in spec.items()}, rounds,
+                      time.perf_counter)
+    tokens = sum(c["N"] * 20 * c["exposures"] for c in grid)
+    base = next(iter(spec))
+    serial_cpu = statistics.median(cpu[base])
+    rows = [{"executor": name, "wall_s": round(statistics.median(t), 2), "tok_s": round(tokens / statistics.median(t)),
+             "speedup": round(paired_ratio(times, base, name), 3), "cpu_s": round(statistics.median(cpu[name]), 2),
+             "est_idle_speedup": round(serial_cpu / (statistics.median(cpu[name]) / spec[name][1]), 2)}
+            for name, t in times.items()]
+    subset = [{**c, "exposures": 3} for c in grid[::4]]  # one seed per size
+    sub_cpu: list[float] = []
+    threads = alternate({"1": _sweep(subset, serial_executor, 1, sub_cpu),
+                         "all": _sweep(subset, serial_executor, cores, sub_cpu)}, rounds, time.perf_counter)
+    torch.set_num_threads(cores)
+    sub_tokens = sum(c["N"] * 20 * c["exposures"] for c in subset)
+    for name, label in (("1", "serial, 1 thread"), ("all", f"serial, {cores} threads")):
+        rows.append({"executor": f"{label} (3 short runs)", "wall_s": round(statistics.median(threads[name]), 2),
+                     "tok_s": round(sub_tokens / statistics.median(threads[name])),
+                     "speedup": round(paired_ratio(threads, "1", name), 3)})
+    return {"grid": f"3 sizes (d 16/24/32) × 4 seeds, bioD N=1000, {exposures} exposures, batch 128",
+            "runs": len(grid), "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def warm_up() -> None:
+    """One small run of each code path, so no timed variant pays one-time costs (lazy init, allocator)."""
+    torch.set_num_threads(1)
+    data = biod(256)
+    cfg = tiny(data.vocab_size, 20, d_model=16)
+    train(Transformer(cfg), data, 1, 128, progress=False, device="cpu")
+    plain_loop(Transformer(cfg), data, 1, 128, 5e-3, 0)
+    train_batched([Transformer(cfg), Transformer(cfg)], data, 1, 128, progress=False, device="cpu")
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    widths = [max(len(title), *(len(_fmt(r.get(key))) for r in rows)) for key, title in columns]
+    lines = ["  ".join(title.rjust(w) for (_, title), w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(_fmt(r.get(key)).rjust(w) for (key, _), w in zip(columns, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller runs (a smoke check)")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else 3
+    keep_freed_memory()  # what train_batched does anyway; set first so every variant runs under it
+    t_start, load_before = time.perf_counter(), load()
+    peak1, peak2 = peak_flops(1), peak_flops(os.cpu_count() or 1)
+    print(f"peak fp32 matmul: {peak1 / 1e9:.1f} GFLOP/s per CPU second (1 thread), {peak2 / 1e9:.1f} GFLOP/s "
+          f"wall ({os.cpu_count()} threads); load average {load_before}", flush=True)
+
+    warm_up()
+    trainer = bench_trainer(rounds + 1, peak1)
+    print("\nlabkit.train vs a plain PyTorch loop (1 thread, d 32, bioD batch 128; tokens per CPU second)")
+    print(table([trainer], [("params", "params"), ("plain_tok_s", "plain tok/s"), ("labkit_tok_s", "labkit tok/s"),
+                            ("labkit_vs_plain", "labkit/plain"), ("plain_mfu", "MFU plain"),
+                            ("labkit_mfu", "MFU labkit")]), flush=True)
+
+    n = 256 if args.quick else 384
+    exp = 2 if args.quick else 3
+    cases = [("~20k", biod(n), 20, 128, exp), ("~100k", biod(n), 56, 128, exp), ("~250k", biod(n), 92, 128, exp),
+             ("~20k, small steps", RandomSequences(256, S=6, V=32), 24, 16, exp)]
+    batched_rows = []
+    print("\n8 same-shape models: one after another (train) vs together (train_batched); 1 thread, "
+          "tokens per CPU second")
+    for label, data, d, bs, e in cases:
+        batched_rows.append(bench_batched(label, data, d, bs, e, rounds, peak1))
+    print(table(batched_rows, [("case", "case"), ("params", "params"), ("batch_size", "batch"), ("seq_len", "seq"),
+                               ("sequential_tok_s", "sequential tok/s"), ("batched_tok_s", "batched tok/s"),
+                               ("batched_vs_sequential", "batched/seq"), ("sequential_mfu", "MFU seq"),
+                               ("batched_mfu", "MFU batched")]), flush=True)
+
+    sweep = bench_sweep(2, args.quick)
+    print(f"\ncapacity-style sweep: {sweep['grid']} ({sweep['runs']} runs); wall seconds, this machine")
+    print(table(sweep["rows"], [("executor", "executor"), ("wall_s", "wall s"), ("tok_s", "tok/s"),
+                                ("speedup", "vs serial 1 thread"), ("cpu_s", "CPU s of runs"),
+                                ("est_idle_speedup", "est. on idle cores")]))
+    print("(speed-up of the last two rows: against the first of them, on their 3 short runs)")
+
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "load_before": load_before, "load_after": load(), "wall_s": round(time.perf_counter() - t_start, 1),
+        "peak_gflops": {"1_thread": round(peak1 / 1e9, 1), "all_threads": round(peak2 / 1e9, 1)},
+        "trainer_vs_plain": trainer, "batched_vs_sequential": batched_rows, "sweep_executors": sweep,
+        "quick": args.quick,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=1))
+    print(f"\nload average after: {result['load_after']}; total {result['wall_s']} s; wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
