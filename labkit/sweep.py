@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from labkit.runtime import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema", "hash", "config", "result", "meta")
@@ -106,18 +107,8 @@ def save_result(
         "result": nan_to_none(json.loads(json.dumps(dict(result), default=_jsonable))),
         "meta": _meta(wall_time, result),
     }
-    path = result_path(results_dir, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(result_path(results_dir, config), text.encode("utf-8"))
     return record
 
 

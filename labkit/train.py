@@ -30,7 +30,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.data.base import TokenBatch, TokenDataset
-from labkit.runtime import resolve_device, seed_everything
+from labkit.runtime import atomic_write_bytes, resolve_device, seed_everything
 
 IGNORE_INDEX = -100  # cross_entropy's ignore_index: positions that are not training targets
 CHECKPOINT_FORMAT = 1
@@ -197,19 +196,6 @@ def _autocast(device: torch.device, amp: str | bool) -> torch.autocast | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _weights_bytes(model: nn.Module) -> bytes:
     """safetensors bytes of the state dict; tied tensors are stored once and re-linked on load."""
     tensors: dict[str, torch.Tensor] = {}
@@ -236,7 +222,7 @@ def _load_weights(model: nn.Module, data: bytes) -> None:
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the model's weights to a safetensors file, atomically (for sharing a trained model)."""
-    _atomic_write(Path(path), _weights_bytes(model))
+    atomic_write_bytes(Path(path), _weights_bytes(model))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
@@ -258,10 +244,10 @@ def _save_checkpoint(directory: Path, step: int, model: nn.Module, state: dict[s
     directory.mkdir(parents=True, exist_ok=True)
     weights = _weights_bytes(model)
     stem = f"step-{step:09d}"
-    _atomic_write(directory / f"{stem}.safetensors", weights)
+    atomic_write_bytes(directory / f"{stem}.safetensors", weights)
     buffer = io.BytesIO()
     torch.save({**state, "weights_sha256": hashlib.sha256(weights).hexdigest()}, buffer)
-    _atomic_write(directory / f"{stem}.pt", buffer.getvalue())
+    atomic_write_bytes(directory / f"{stem}.pt", buffer.getvalue())
     # older checkpoints, orphans of interrupted writes and temp files of killed writes (one writer per dir)
     for path in [*directory.glob("step-*"), *directory.glob(".step-*.tmp")]:
         if path.name.split(".")[0] != stem:

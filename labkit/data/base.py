@@ -64,3 +64,28 @@ class TokenDataset(Protocol):
     def bits_learned(self, entity_loss: dict[str, torch.Tensor]) -> BitsLearned:
         """Bits of this dataset a model holds, from per-item entity losses in nats (labkit.info)."""
         ...
+
+
+class StaticDataset:
+    """Base of datasets whose every exposure is the same batch (bioD, random sequences).
+
+    Subclasses implement ``_build()``; the batch is built once, on first use, and shared by every
+    exposure, so ``used_tokens`` and the trainer never pay for it twice.
+    """
+
+    _batch: TokenBatch | None = None
+
+    def _build(self) -> TokenBatch:
+        raise NotImplementedError
+
+    def exposure(self, index: int) -> TokenBatch:
+        """All items in index order; the same batch for every exposure ``index >= 0``."""
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise ValueError(f"index={index!r} is not valid; allowed: an integer >= 0")
+        if self._batch is None:
+            self._batch = self._build()
+        return self._batch
+
+    def used_tokens(self) -> torch.Tensor:
+        """Sorted ids of the tokens that occur in the records."""
+        return torch.unique(self.exposure(0).tokens)

@@ -29,7 +29,7 @@ import torch
 
 from labkit import info
 from labkit.data import check_int, loss_mask, rng_for
-from labkit.data.base import TokenBatch
+from labkit.data.base import StaticDataset, TokenBatch
 from labkit.info import BitsLearned
 from labkit.tokenizer import BOS_ID, EOS_ID, BlockVocab
 
@@ -60,7 +60,7 @@ def distinct_strings(rng: np.random.Generator, D: int, L: int, T: int) -> np.nda
         strings[duplicate] = rng.integers(0, T, (int(duplicate.sum()), L), dtype=np.int64)
 
 
-class BioD:
+class BioD(StaticDataset):
     """bioD(N, K, C, D, L, T) as a :class:`~labkit.data.base.TokenDataset` (see the module docstring).
 
     Arrays: ``names`` (N, len(name_pools)) pool indices; ``value_sets`` (K, D, L) token codes in [0, T);
@@ -94,7 +94,6 @@ class BioD:
         sets_rng = rng_for(seed, _STREAM_SETS)
         self.value_sets = np.stack([distinct_strings(sets_rng, self.D, self.L, self.T) for _ in range(self.K)])
         self.chunks = rng_for(seed, _STREAM_VALUES).integers(0, self.D, (self.N, self.K, self.C), dtype=np.int64)
-        self._batch: TokenBatch | None = None
 
     def __repr__(self) -> str:
         return (f"BioD(N={self.N}, K={self.K}, C={self.C}, D={self.D}, L={self.L}, T={self.T}, "
@@ -129,20 +128,9 @@ class BioD:
             spans[f"value/{k}/chunk0"] = span(self.value_start(k), self.L)
         return TokenBatch(t, loss_mask(t), spans)
 
-    def exposure(self, index: int) -> TokenBatch:
-        """The records of all N people (the same batch for every exposure: bioD is static)."""
-        check_int("index", index, 0)
-        if self._batch is None:
-            self._batch = self._build()
-        return self._batch
-
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Readable record, e.g. ``"n0_12 n1_7 k0 t5 t9 k1 t0 t3"``."""
         return self.vocab.decode(ids)
-
-    def used_tokens(self) -> torch.Tensor:
-        """Ids that occur in the records (BOS, EOS, the people's name tokens, keys, value tokens in use)."""
-        return torch.unique(self.exposure(0).tokens)
 
     def information_bits(self) -> float:
         """Prop 2.3, exact form (labkit.info.biod_information)."""

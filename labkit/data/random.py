@@ -20,7 +20,7 @@ import torch
 
 from labkit import info
 from labkit.data import check_int, loss_mask, rng_for
-from labkit.data.base import TokenBatch
+from labkit.data.base import StaticDataset, TokenBatch
 from labkit.info import BitsLearned
 from labkit.tokenizer import BOS_ID, BlockVocab
 
@@ -35,7 +35,7 @@ def key_length(N: int, base: int) -> int:
     return digits
 
 
-class RandomSequences:
+class RandomSequences(StaticDataset):
     """N uniformly random sequences of S tokens over V, each behind a unique key (module docstring).
 
     ``values``: (N, S) int64 codes in [0, V). Token ids: key digit d -> ``vocab.offset("d") + d``,
@@ -55,7 +55,6 @@ class RandomSequences:
         self.vocab = BlockVocab([("d", self.key_base), ("v", self.V)])
         self.vocab_size = self.vocab.vocab_size
         self.values = rng_for(seed, _STREAM_VALUES).integers(0, self.V, (self.N, self.S), dtype=np.int64)
-        self._batch: TokenBatch | None = None
 
     def __repr__(self) -> str:
         return f"RandomSequences(N={self.N}, S={self.S}, V={self.V}, seed={self.seed}, key_base={self.key_base})"
@@ -78,20 +77,9 @@ class RandomSequences:
         spans = {"key": span(1, first_value), "value": span(first_value, first_value + self.S)}
         return TokenBatch(t, loss_mask(t, first_value), spans)
 
-    def exposure(self, index: int) -> TokenBatch:
-        """All N items in index order (the same batch for every exposure)."""
-        check_int("index", index, 0)
-        if self._batch is None:
-            self._batch = self._build()
-        return self._batch
-
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Readable record, e.g. ``"d0 d4 d2 v17 v3 ..."``."""
         return self.vocab.decode(ids)
-
-    def used_tokens(self) -> torch.Tensor:
-        """Ids that occur: BOS, the key digits in use, the value tokens in use."""
-        return torch.unique(self.exposure(0).tokens)
 
     def information_bits(self) -> float:
         """N·S·log2 V."""
