@@ -169,3 +169,180 @@ def slider_explorer(
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_yaxes(type="log" if log_y else "linear")
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Capacity and memorization (chapters 2 and 3)
+# --------------------------------------------------------------------------------------------------
+
+
+def color(i: int) -> str:
+    """The i-th color of the lab's palette (plotly's default), to match series across figures."""
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def _series(name: str, spec) -> dict:
+    """A series given as ``(x, y)`` or as a dict with ``x``, ``y`` and optional ``text``, ``symbol``,
+    ``dash``, ``color``, ``mode``; returned as a dict with x and y as float lists of equal length."""
+    spec = dict(spec) if isinstance(spec, Mapping) else {"x": spec[0], "y": spec[1]}
+    x, y = [float(v) for v in spec["x"]], [float(v) for v in spec["y"]]
+    if len(x) != len(y):
+        raise ValueError(f"series {name!r} has {len(x)} x values and {len(y)} y values")
+    return {**spec, "x": x, "y": y}
+
+
+def capacity_plot(
+    series: Mapping[str, object],
+    *,
+    ratios: Sequence[float] = (1.0, 2.0),
+    title: str = "Bits learned vs parameters",
+    x_title: str = "parameters P",
+    y_title: str = "bits learned",
+    height: int = 480,
+) -> go.Figure:
+    """Bits learned against parameters on log-log axes, with reference lines ``bits = r × P``.
+
+    ``series``: name → ``(params, bits)`` or a dict with ``x``, ``y`` and optional ``text`` (hover),
+    ``symbol``, ``dash``, ``color``. Each ratio r in ``ratios`` is drawn as a grey dotted line labelled
+    "r bits/param" across the range of the data (on log axes a constant ratio is a line of slope 1, so
+    a model at its capacity sits on a line and the offset between lines is the ratio).
+    """
+    if not series:
+        raise ValueError("series is empty; allowed: one or more name -> (params, bits)")
+    data = {name: _series(name, spec) for name, spec in series.items()}
+    xs = [v for s in data.values() for v in s["x"] if v > 0]
+    fig = go.Figure()
+    if xs:
+        lo, hi = min(xs) / 1.5, max(xs) * 1.5
+        for k, r in enumerate(ratios):
+            label = f"{r:g} bit{'' if r == 1 else 's'}/param"
+            fig.add_trace(go.Scatter(x=[lo, hi], y=[r * lo, r * hi], mode="lines", name=label, hoverinfo="skip",
+                                     line=dict(color="#888", dash=("dot", "dash", "dashdot")[k % 3], width=1.5)))
+    point = "P=%{x:,.0f}<br>bits=%{y:,.0f}<extra>%{fullData.name}</extra>"
+    for k, (name, s) in enumerate(data.items()):
+        color = s.get("color", _PALETTE[k % len(_PALETTE)])
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=s.get("mode", "lines+markers"), name=name,
+                                 text=s.get("text"), line=dict(color=color, dash=s.get("dash", "solid")),
+                                 marker=dict(size=9, symbol=s.get("symbol", "circle"), color=color),
+                                 hovertemplate=point if s.get("text") is None else "%{text}<br>" + point))
+    fig.update_xaxes(type="log", title_text=x_title)
+    fig.update_yaxes(type="log", title_text=y_title)
+    fig.update_layout(title=title, height=height,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
+    return fig
+
+
+def grouped_bars(
+    categories: Sequence[object],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    hlines: Mapping[str, float] | None = None,
+    text_format: str = ".2f",
+    height: int = 420,
+) -> go.Figure:
+    """Bars grouped by category (e.g. exposures), one bar per series (e.g. paper, quick run,
+    precomputed run), each labelled with its value; ``None`` leaves a gap (a missing measurement) and a
+    series with no values at all is left out. ``hlines``: label → y of horizontal reference lines."""
+    if not series:
+        raise ValueError("series is empty; allowed: one or more name -> values (one per category)")
+    cats = [str(c) for c in categories]
+    fig = go.Figure()
+    top = max((float(y) for y in (hlines or {}).values()), default=0.0)
+    for k, (name, values) in enumerate(series.items()):
+        values = list(values)
+        if len(values) != len(cats):
+            raise ValueError(f"series {name!r} has {len(values)} values for {len(cats)} categories")
+        if all(v is None for v in values):
+            continue
+        top = max([top, *(float(v) for v in values if v is not None)])
+        fig.add_trace(go.Bar(x=cats, y=values, name=name, marker_color=_PALETTE[k % len(_PALETTE)],
+                             text=[None if v is None else format(v, text_format) for v in values],
+                             textposition="outside", cliponaxis=False))
+    if top > 0:  # room above the tallest bar for its label
+        fig.update_yaxes(range=[0, 1.15 * top])
+    for label, y in (hlines or {}).items():
+        fig.add_hline(y=y, line=dict(color="#888", dash="dot"), annotation_text=label,
+                      annotation_position="top left")
+    fig.update_layout(title=title, barmode="group", height=height, xaxis_title=x_title, yaxis_title=y_title,
+                      xaxis_type="category",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
+    return fig
+
+
+def agreement_plot(
+    series: Mapping[str, object],
+    *,
+    band: float = 2.0,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    log: bool = True,
+    height: int = 460,
+) -> go.Figure:
+    """Two measurements of the same quantity against each other (e.g. MAC vs MLS): points, the line
+    y = x and the band y = x / band .. x × band. ``series``: name → ``(x, y)`` or a dict as in
+    :func:`capacity_plot` (``text`` labels each point)."""
+    if not series:
+        raise ValueError("series is empty; allowed: one or more name -> (x, y)")
+    if not band >= 1:
+        raise ValueError(f"band={band!r} is not valid; allowed: a factor >= 1")
+    data = {name: _series(name, spec) for name, spec in series.items()}
+    values = [v for s in data.values() for v in (*s["x"], *s["y"]) if v > 0 or not log]
+    fig = go.Figure()
+    if values:
+        lo, hi = min(values), max(values)
+        lo, hi = (lo / 1.5, hi * 1.5) if log else (lo - 0.1 * (hi - lo + 1), hi + 0.1 * (hi - lo + 1))
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line=dict(color="#444", width=1),
+                                 hoverinfo="skip"))
+        if band > 1:
+            for factor, label in ((band, f"×{band:g}"), (1 / band, f"÷{band:g}")):
+                fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * factor, hi * factor], mode="lines", name=label,
+                                         line=dict(color="#aaa", dash="dot", width=1), hoverinfo="skip",
+                                         legendgroup="band", showlegend=factor > 1))
+    for k, (name, s) in enumerate(data.items()):
+        color = s.get("color", _PALETTE[k % len(_PALETTE)])
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode="markers+text" if s.get("text") is not None else "markers",
+                                 text=s.get("text"), textposition="top center", name=name,
+                                 marker=dict(size=10, symbol=s.get("symbol", "circle"), color=color)))
+    kind = "log" if log else "linear"
+    fig.update_xaxes(type=kind, title_text=x_title)
+    fig.update_yaxes(type=kind, title_text=y_title)
+    fig.update_layout(title=title, height=height,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
+    return fig
+
+
+def curves(
+    series: Mapping[str, object],
+    *,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    log_x: bool = False,
+    log_y: bool = False,
+    hlines: Mapping[str, float] | None = None,
+    height: int = 420,
+) -> go.Figure:
+    """Several curves with their own x values (e.g. loss vs exposures of runs of different lengths).
+
+    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot`; ``hlines``: label → y of dotted
+    horizontal reference lines (e.g. a loss plateau)."""
+    if not series:
+        raise ValueError("series is empty; allowed: one or more name -> (x, y)")
+    fig = go.Figure()
+    for k, (name, spec) in enumerate(series.items()):
+        s = _series(name, spec)
+        color = s.get("color", _PALETTE[k % len(_PALETTE)])
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=s.get("mode", "lines"), name=name,
+                                 line=dict(color=color, dash=s.get("dash", "solid")),
+                                 marker=dict(color=color, symbol=s.get("symbol", "circle"), size=8)))
+    for label, y in (hlines or {}).items():
+        fig.add_hline(y=y, line=dict(color="#888", dash="dot"), annotation_text=label, annotation_position="top right")
+    fig.update_xaxes(type="log" if log_x else "linear", title_text=x_title)
+    fig.update_yaxes(type="log" if log_y else "linear", title_text=y_title)
+    fig.update_layout(title=title, height=height, hovermode="x unified",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
+    return fig

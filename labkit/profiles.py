@@ -37,6 +37,48 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(N=100_000, grid_per_decade=16,
                      explorer_D=(10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)),
     },
+    "02_capacity_scaling_law": {
+        # bits learned vs parameters (labkit.capacity.capacity_grid): `data` is bioD (C = L = 1) or bioS;
+        # `models` are widths d of 2-layer tiny GPTs (or (ℓ, h) of GPT2-ℓ-h when model="gpt2"); N is
+        # sized so the data holds `factor` × (2 bits × P); `seeds` are for `python -m labkit.capacity`
+        # (the notebook runs its own seed); `processes` × `threads` share the CPU; `expect_*` are the
+        # chapter's assert thresholds at this scale (R at the most exposures, its gap over the fewest).
+        "smoke": dict(data=dict(kind="biod", K=4, D=16, T=16, name_pools=(10, 10)), model="tiny", models=(8,),
+                      n_layer=2, n_head=2, exposures=(10, 300), lr=3e-2, batch_size=128, weight_decay=0.05,
+                      factor=2.0, seeds=(0,), processes=1, threads=1, expect_R_min=0.2, expect_gap_min=0.2),
+        "quick": dict(data=dict(kind="biod", K=8, D=64, T=64, name_pools=(30, 30)), model="tiny", models=(8, 12),
+                      n_layer=2, n_head=2, exposures=(100, 1000), lr=3e-2, batch_size=128, weight_decay=0.05,
+                      factor=2.0, seeds=(0, 1), processes=2, threads=1, expect_R_min=1.5, expect_gap_min=1.0),
+        "cpu-full": dict(data=dict(kind="biod", K=8, D=256, T=256, name_pools=(100, 100)), model="tiny",
+                         models=(16, 24, 32, 40), n_layer=2, n_head=2, exposures=(100, 1000), lr=5e-3,
+                         batch_size=128, weight_decay=0.05, factor=2.5, seeds=(0,), processes=2, threads=1,
+                         expect_R_min=1.8, expect_gap_min=0.5),
+        "full": dict(data=dict(kind="bios", mode="fresh"), model="gpt2", models=((2, 1), (4, 1), (2, 2), (4, 2)),
+                     n_layer=0, n_head=0, exposures=(100, 1000), lr=1e-3, batch_size=256, weight_decay=0.02,
+                     factor=2.5, seeds=(0, 1), processes=1, threads=0, expect_R_min=1.8, expect_gap_min=0.5),
+    },
+    "03_mls_vs_mac": {
+        # MLS / MAC (labkit.capacity.memorization_grid) of 2-layer tiny GPTs of widths `models` on random
+        # key -> value libraries (S tokens over V, keys in base key_base) and, where `datasets` has it,
+        # bioD (biod_K attributes, biod_D values). MLS: doubling from `start`, bisection to `tolerance`,
+        # `threshold` = fraction recalled; a MAC library holds mac_bits_per_param × P bits. `expect_*`:
+        # the chapter's assert bands at this scale.
+        "smoke": dict(datasets=("random",), models=(4, 8), n_layer=2, n_head=2, S=4, V=16, key_base=10,
+                      biod_K=4, biod_D=16, biod_name_pools=(20, 20), exposures=150, batch_size=256, lr=3e-2,
+                      weight_decay=0.05, start=8, max_size=64, tolerance=0.5, threshold=1.0,
+                      mac_bits_per_param=(2.0,), processes=1, threads=1, expect_bpp=(0.05, 3.6),
+                      expect_mac_ratio=(0.0, 1.5)),
+        "quick": dict(datasets=("random",), models=(8, 12), n_layer=2, n_head=2, S=4, V=16, key_base=10,
+                      biod_K=4, biod_D=16, biod_name_pools=(20, 20), exposures=1000, batch_size=256, lr=3e-2,
+                      weight_decay=0.05, start=32, max_size=4096, tolerance=0.25, threshold=1.0,
+                      mac_bits_per_param=(2.0,), processes=2, threads=1, expect_bpp=(0.5, 3.6),
+                      expect_mac_ratio=(0.4, 2.0)),
+        "full": dict(datasets=("random", "biod"), models=(8, 12, 16, 24), n_layer=2, n_head=2, S=4, V=16,
+                     key_base=10, biod_K=4, biod_D=16, biod_name_pools=(40, 40), exposures=3000, batch_size=256,
+                     lr=2e-2, weight_decay=0.05, start=32, max_size=16384, tolerance=0.1, threshold=1.0,
+                     mac_bits_per_param=(1.5, 2.0, 4.0, 8.0), processes=2, threads=1, expect_bpp=(0.5, 3.6),
+                     expect_mac_ratio=(0.1, 2.0)),
+    },
 }
 
 
