@@ -32,9 +32,8 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,8 @@ from labkit.data import biod, bios
 from labkit.data import random as random_data
 from labkit.data.base import TokenDataset
 from labkit.model import ModelConfig, Transformer, count_params, gpt2, tiny
-from labkit.runtime import resolve_device
+from labkit.runtime import atomic_write_bytes, resolve_device
+from labkit.sweep import process_executor
 from labkit.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,39 +291,11 @@ def peak_ratio(table: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _init_worker(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
-
-
 def pool_executor(processes: int = 2, threads: int = 1):
-    """A ``labkit.sweep`` executor running configs in ``processes`` spawned workers with ``threads``
-    torch threads each (two 1-thread jobs are the fastest use of a 2-core CPU, REFERENCE §12;
-    ``threads <= 0``: torch's default). With ``processes <= 1`` (or one pending run) it runs them in
-    this process, one after the other, with this process's thread setting."""
-
-    def execute(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]):
-        if processes <= 1 or len(pending) <= 1:
-            for config in pending:
-                yield run_one(config)
-            return
-        import multiprocessing
-
-        # longest first: a pool finishes soonest when the big runs start early
-        order = sorted(pending, key=_cost, reverse=True)
-        ctx = multiprocessing.get_context("spawn")  # fork after torch's OpenMP threads start can hang
-        pool = ctx.Pool(min(processes, len(order)), initializer=_init_worker, initargs=(threads,))
-        try:
-            yield from pool.imap_unordered(run_one, order)
-        except BaseException:  # an error, or the sweep stopped early: stop the workers now
-            pool.terminate()
-            raise
-        else:
-            pool.close()
-        finally:
-            pool.join()
-
-    return execute
+    """``labkit.sweep.process_executor`` for capacity sweeps: ``processes`` workers of ``threads`` torch
+    threads (two 1-thread jobs are the fastest use of a 2-core CPU, REFERENCE §12), single runs started
+    longest first (``_cost``). With ``processes <= 1`` the runs go one after the other in this process."""
+    return process_executor(workers=processes, threads=threads, batch=False, cost=_cost)
 
 
 def _cost(config: Mapping[str, Any]) -> float:
@@ -455,16 +427,8 @@ def provenance(profile: str, command: str, wall_time: float, processes: int, thr
 def save_precomputed(path: str | os.PathLike, records: list[dict[str, Any]], meta: Mapping[str, Any]) -> Path:
     """Write ``{"provenance": meta, "records": records}`` atomically (strict JSON)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"provenance": dict(meta), "records": records}, f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps({"provenance": dict(meta), "records": records}, indent=1, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
     return path
 
 

@@ -316,7 +316,8 @@ def _context(start_method: str | None, run_one: Callable[[dict[str, Any]], dict[
 
 
 def process_executor(workers: int | None = None, threads: int = 1, batch: bool = True,
-                     max_batch: int = MAX_BATCH, start_method: str | None = None) -> Executor:
+                     max_batch: int = MAX_BATCH, start_method: str | None = None,
+                     cost: Callable[[dict[str, Any]], float] | None = None) -> Executor:
     """An executor running units of work (single runs, or same-shape groups when ``batch``) in
     ``workers`` processes with ``threads`` torch threads each; default: one 1-thread worker per core.
 
@@ -326,6 +327,8 @@ def process_executor(workers: int | None = None, threads: int = 1, batch: bool =
     which start largest first. Workers come from a fresh interpreter (see ``_context``), so ``run_fn``
     must be importable by them: defined in a module (or a script run as ``__main__``), not in a
     notebook cell; see ``shippable``. One pending unit runs in this process, without a pool.
+    ``cost(config)``: a run's relative cost; units then start most expensive first (a pool finishes
+    soonest when its longest runs start early), instead of largest group first.
     """
     workers = default_workers() if workers is None else workers
 
@@ -338,7 +341,10 @@ def process_executor(workers: int | None = None, threads: int = 1, batch: bool =
         if not shippable(run_one):
             raise ValueError("the run function cannot be sent to worker processes (define it in a module, not a "
                              "notebook cell, and make it picklable) or use executor='batched' / serial_executor")
-        plan.sort(key=len, reverse=True)  # stable: grid order among units of one size
+        if cost is None:
+            plan.sort(key=len, reverse=True)  # stable: grid order among units of one size
+        else:
+            plan.sort(key=lambda unit: sum(cost(c) for c in unit), reverse=True)
         ctx = _context(start_method, run_one)
         pool = ctx.Pool(min(workers, len(plan)), initializer=_init_worker, initargs=(run_one, threads))
         try:
