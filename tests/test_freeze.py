@@ -21,15 +21,6 @@ def train_step(m: Transformer) -> None:
     F.cross_entropy(m(x).flatten(0, 1), x.roll(-1, 1).flatten()).backward()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two and does not stall when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_patterns_select_their_groups():
     m = model()
     assert set(parameters_matching(m, "blocks.*.attn")) == {

@@ -24,15 +24,6 @@ def tokens(batch: int = 3, length: int = T, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, V, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two and does not stall when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # every architecture the lab compares, for tests that must hold for all of them
 VARIANTS = {f"{a}-{p}": cfg(attention=a, pos=p) for a, p in KINDS} | {
     "gated-rmsnorm": cfg(mlp="gated", norm="rmsnorm", pos="rotary"),
