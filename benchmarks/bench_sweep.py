@@ -145,10 +145,7 @@ def bench_trainer(rounds: int, peak1: float) -> dict:
     }, rounds, time.process_time)
     P = n_params(cfg)
     row = {"params": P, "tokens": tokens, "threads": 1}
-    for name in times:
-        tps = tokens / statistics.median(times[name])
-        row[f"{name}_tok_s"] = round(tps)
-        row[f"{name}_mfu"] = round(6 * P * tps / peak1, 4)
+    row.update(throughput_columns(times, tokens, P, peak1))
     row["labkit_vs_plain"] = round(paired_ratio(times, "plain", "labkit"), 3)
     return row
 
@@ -156,6 +153,16 @@ def bench_trainer(rounds: int, peak1: float) -> dict:
 # --------------------------------------------------------------------------------------------------
 # 3. 8 models: one by one vs batched
 # --------------------------------------------------------------------------------------------------
+
+
+def throughput_columns(times: dict, tokens: int, params: int, peak: float) -> dict:
+    """``<name>_tok_s`` and ``<name>_mfu`` (6·P·tokens/s over the measured peak) for each timed variant."""
+    columns = {}
+    for name, samples in times.items():
+        tps = tokens / statistics.median(samples)
+        columns[f"{name}_tok_s"] = round(tps)
+        columns[f"{name}_mfu"] = round(6 * params * tps / peak, 4)
+    return columns
 
 
 def bench_batched(label: str, data, d_model: int, batch_size: int, exposures: int, rounds: int, peak1: float,
@@ -177,10 +184,7 @@ def bench_batched(label: str, data, d_model: int, batch_size: int, exposures: in
     tokens = models * exposures * data.exposure(0).tokens.numel()
     row = {"case": label, "params": P, "models": models, "batch_size": batch_size,
            "seq_len": int(data.exposure(0).tokens.shape[1]), "threads": 1}
-    for name in times:
-        tps = tokens / statistics.median(times[name])
-        row[f"{name}_tok_s"] = round(tps)
-        row[f"{name}_mfu"] = round(6 * P * tps / peak1, 4)
+    row.update(throughput_columns(times, tokens, P, peak1))
     row["batched_vs_sequential"] = round(paired_ratio(times, "sequential", "batched"), 3)
     return row
 

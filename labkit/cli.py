@@ -84,6 +84,8 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output: Path, *, pr
     """Execute ``notebook`` with papermill into ``output`` atomically (temp file, then rename)."""
     import papermill
 
+    from labkit.runtime import publish  # imports torch: only when a notebook actually runs
+
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp.ipynb", dir=output.parent)
     os.close(fd)
@@ -93,10 +95,7 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output: Path, *, pr
             str(notebook), str(tmp), parameters=parameters, progress_bar=progress,
             cwd=str(cwd or notebook.parent), kernel_name="python3",
         )
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the result is an ordinary file
-        os.replace(tmp, output)
+        publish(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
     return output

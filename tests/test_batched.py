@@ -12,7 +12,7 @@ import os
 
 import pytest
 import torch
-from test_train import biographies, library, one_thread  # noqa: F401  (one_thread: autouse fixture)
+from test_train import biographies, library
 
 from labkit.batched import (
     BatchableRun,

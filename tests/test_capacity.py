@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from labkit import capacity, profiles
 from labkit.sweep import run_sweep
@@ -17,14 +16,6 @@ BIOD = {"data": "biod", "K": 2, "C": 1, "D": 8, "L": 1, "T": 8, "name_pools": [6
 RANDOM = {"data": "random", "S": 2, "V": 4, "key_base": 10, "model": "tiny", "d_model": 8, "n_layer": 1,
           "n_head": 2, "exposures": 40, "batch_size": 64, "lr": 3e-2, "weight_decay": 0.05, "seed": 0,
           "max_len": 1 + 2 + 2}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_run_capacity_returns_json_ready_bits_and_both_ratios():

@@ -8,7 +8,7 @@ import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_train import FAST, library, one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from test_train import FAST, library, tiny_model
 
 from labkit.measure import bits_learned
 from labkit.sweep import (

@@ -33,15 +33,6 @@ from labkit.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and tests must not fight other jobs for both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def library(n: int, seed: int = 0) -> RandomSequences:
     """n random key → value items: 3 value tokens over 16 symbols (12 bits per item)."""
     return RandomSequences(n, S=3, V=16, seed=seed)
