@@ -57,7 +57,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -71,12 +71,12 @@ from labkit.runtime import resolve_device, seed_everything
 from labkit.tokenizer import PAD_ID
 from labkit.train import (
     IGNORE_INDEX,
+    StagedExposure,
     TrainHistory,
-    _autocast,
-    _Exposure,
-    _prepare_exposure,
+    autocast_context,
     lr_at,
     param_groups,
+    stage_exposure,
     steps_per_exposure,
     train,
 )
@@ -99,7 +99,6 @@ _DIRECT_FREE = {"vocab_size", "max_len", "n_layer", "n_head", "d_model", "mlp_ra
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 _memory_kept = False
-_NO_AUTOCAST = nullcontext()
 
 
 def keep_freed_memory() -> bool:
@@ -352,7 +351,7 @@ HEAD_CHUNK_BYTES = 8 * 2**20  # logits per chunk of models: small enough to stay
 
 
 def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], tokens: torch.Tensor,
-                targets: torch.Tensor, autocast: torch.autocast | None = None) -> torch.Tensor:
+                targets: torch.Tensor, autocast: AbstractContextManager | None = None) -> torch.Tensor:
     """Summed cross-entropy (M,) of each stacked model over its targets (IGNORE_INDEX: not a target).
 
     The direct engine computes logits and loss a few models at a time: the (models × tokens × vocab)
@@ -360,7 +359,8 @@ def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], t
     caches (measured: log-softmax forward + backward 3× slower than for the models one by one).
     """
     M, B, T = tokens.shape
-    with autocast if autocast is not None else _NO_AUTOCAST:
+    autocast = autocast or nullcontext()
+    with autocast:
         if engine == "vmap":
             logits = vmap_logits(base, p, tokens)
         else:
@@ -373,7 +373,7 @@ def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], t
     sums = []
     for m0 in range(0, M, per_chunk):
         m1 = min(M, m0 + per_chunk)
-        with autocast if autocast is not None else _NO_AUTOCAST:
+        with autocast:
             logits = _linear(hidden[m0:m1], head[m0:m1], None if head_bias is None else head_bias[m0:m1])
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets[m0:m1].flatten(), ignore_index=IGNORE_INDEX,
                               reduction="none")
@@ -390,7 +390,7 @@ def _per_model(name: str, value: Any, M: int) -> list[Any]:
     return list(value)
 
 
-def _stack_exposures(exposures: list[_Exposure]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _stack_exposures(exposures: list[StagedExposure]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tokens and targets (M, n, W) and item orders (M, n) of one exposure of every model.
 
     Datasets of one shape may still render records of different widths (bioS fresh mode); narrower
@@ -461,7 +461,7 @@ def train_batched(
     if device.type == "cpu":
         keep_freed_memory()
     seed_everything(seed_list[0])  # as train() does; nothing here draws from it (no dropout in Transformer)
-    autocast = _autocast(device, amp)
+    autocast = autocast_context(device, amp)
     spe = steps_per_exposure(n_items, batch_size)
     total_steps = spe * exposures
     log_every = log_every or max(1, total_steps // 200)
@@ -486,7 +486,7 @@ def train_batched(
     base.train()
     try:
         for e in range(exposures):
-            staged = [_prepare_exposure(ds, e, s, batch_size, device, c)
+            staged = [stage_exposure(ds, e, s, batch_size, device, c)
                       for ds, s, c in zip(datasets, seed_list, caches, strict=True)]
             tokens, targets, orders = _stack_exposures(staged)
             n_targets = torch.tensor([ex.step_targets for ex in staged], dtype=torch.float64).T  # (spe, M)

@@ -6,15 +6,17 @@ are the single definition of "one run": a top-level function of a JSON config di
 JSON-able dict, so ``labkit.sweep`` can cache it by config hash and any executor (serial, the process
 pool below, a batched trainer) can run it.
 
-- ``run_capacity(config)``: build bioD / bioS data and a model, train with ``labkit.train.train``,
-  measure bits learned with ``labkit.measure.bits_learned`` (Def 4.1 / 4.3): R = bits / params against
-  all parameters (embedding rows of unused tokens excluded) and against non-embedding parameters.
+- ``run_capacity(config)``: build bioD / bioS data and a model, train with ``labkit.train.train``
+  (or, together with runs of the same shape, ``labkit.batched.train_batched``), measure bits learned
+  with ``labkit.measure.bits_learned`` (Def 4.1 / 4.3): R = bits / params against all parameters
+  (embedding rows of unused tokens excluded) and against non-embedding parameters.
 - ``capacity_grid(sizes, seed)``: model sizes × exposures for a chapter profile, with N chosen so the
   data holds ``factor`` × (2 bits × P): capacity, not data, is then the bottleneck (REFERENCE §12).
 - ``run_memorization(config)``: MLS (doubling + bisection, a fresh training per probe) or MAC (one
   training on a library larger than capacity) on random key → value libraries or on bioD.
 - Summaries: ``rows`` (flat table of records), ``peak_ratio`` (peak R per exposure level).
-- ``pool_executor``: two 1-thread processes use a 2-core CPU best (REFERENCE §12).
+- ``pool_executor``: two 1-thread processes use a 2-core CPU best (REFERENCE §12); same-shape
+  runs train together (``CapacityRun`` is a ``labkit.batched.BatchableRun``).
 - ``python -m labkit.capacity --profile cpu-full``: regenerate ``results/capacity_cpu_full.json``.
 
 Config keys (all JSON): ``data`` ("biod" | "bios" | "random"); bioD: ``N, K, C, D, L, T,
@@ -40,13 +42,14 @@ from typing import Any
 import torch
 
 from labkit import measure
+from labkit.batched import BatchableRun, RunSetup
 from labkit.data import biod, bios
 from labkit.data import random as random_data
 from labkit.data.base import TokenDataset
 from labkit.model import ModelConfig, Transformer, count_params, gpt2, tiny
 from labkit.runtime import atomic_write_bytes, resolve_device
 from labkit.sweep import process_executor
-from labkit.train import train
+from labkit.train import TrainHistory
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = "02_capacity_scaling_law"
@@ -152,41 +155,56 @@ def history_summary(history, points: int = HISTORY_POINTS) -> dict[str, list[flo
             "losses": [round(history.losses[i], 5) for i in keep]}
 
 
-def run_capacity(config: dict[str, Any]) -> dict[str, Any]:
-    """Train the config's model on its data and measure bits learned; a JSON-able result.
+class CapacityRun(BatchableRun):
+    """One capacity run as a ``labkit.batched.BatchableRun``: build (``setup``), train, measure (``finish``).
 
-    Keys: ``bits``, ``R`` (bits / all params, unused embedding rows excluded), ``R_nonembedding``,
-    ``params``, ``non_embedding_params``, ``param_groups``, ``information_bits``, ``fraction_learned``,
-    ``breakdown`` / ``unclipped`` (Def 4.1 / 4.3 terms), ``final_loss``, ``wall_time`` (whole run),
-    ``train_time``, ``steps``, ``tokens_seen``, ``device``, ``threads``, ``history`` (loss vs exposures).
+    Why the split: the sweep executors can then train runs of one shape together (several seeds or
+    learning rates of one model size, on their own data) with ``train_batched``, and run the rest
+    one by one; either way the result of a config is the same (up to float rounding).
+    Use the module's instance :data:`run_capacity`.
     """
-    t0 = time.perf_counter()
-    dataset = make_dataset(config)
-    seed = int(config.get("seed", 0))
-    model = Transformer(model_config(config, dataset), seed=seed)
-    counts = count_params(model, used_tokens=dataset.used_tokens())
-    history = train(model, dataset, **_train_kwargs(config))
-    m = measure.bits_learned(model, dataset, device=history.device, params=counts)
-    return {
-        "bits": m.bits,
-        "R": m.bits_per_param,
-        "R_nonembedding": m.bits_per_nonembedding_param,
-        "params": m.params,
-        "non_embedding_params": m.non_embedding_params,
-        "param_groups": counts.as_dict(),
-        "information_bits": m.information_bits,
-        "fraction_learned": m.fraction_learned,
-        "breakdown": m.breakdown,
-        "unclipped": m.unclipped,
-        "final_loss": history.final_loss,
-        "wall_time": time.perf_counter() - t0,
-        "train_time": history.wall_time,
-        "steps": history.total_steps,
-        "tokens_seen": history.tokens_seen,
-        "device": history.device,
-        "threads": torch.get_num_threads(),
-        "history": history_summary(history),
-    }
+
+    def setup(self, config: dict[str, Any]) -> RunSetup:
+        t0 = time.perf_counter()
+        dataset = make_dataset(config)
+        model = Transformer(model_config(config, dataset), seed=int(config.get("seed", 0)))
+        counts = count_params(model, used_tokens=dataset.used_tokens())
+        return RunSetup(model, dataset, _train_kwargs(config), extra={"counts": counts, "t0": t0})
+
+    def finish(self, config: dict[str, Any], setup: RunSetup, history: TrainHistory) -> dict[str, Any]:
+        """Bits learned of the trained model. Keys: ``bits``, ``R`` (bits / all params, unused embedding
+        rows excluded), ``R_nonembedding``, ``params``, ``non_embedding_params``, ``param_groups``,
+        ``information_bits``, ``fraction_learned``, ``breakdown`` / ``unclipped`` (Def 4.1 / 4.3 terms),
+        ``final_loss``, ``wall_time`` (since this run's setup), ``train_time`` (a batch's share when
+        trained together), ``steps``, ``tokens_seen``, ``device``, ``threads``, ``history`` (loss vs
+        exposures)."""
+        counts = setup.extra["counts"]
+        m = measure.bits_learned(setup.model, setup.dataset, device=history.device, params=counts)
+        return {
+            "bits": m.bits,
+            "R": m.bits_per_param,
+            "R_nonembedding": m.bits_per_nonembedding_param,
+            "params": m.params,
+            "non_embedding_params": m.non_embedding_params,
+            "param_groups": counts.as_dict(),
+            "information_bits": m.information_bits,
+            "fraction_learned": m.fraction_learned,
+            "breakdown": m.breakdown,
+            "unclipped": m.unclipped,
+            "final_loss": history.final_loss,
+            "wall_time": time.perf_counter() - setup.extra["t0"],
+            "train_time": history.wall_time,
+            "steps": history.total_steps,
+            "tokens_seen": history.tokens_seen,
+            "device": history.device,
+            "threads": torch.get_num_threads(),
+            "history": history_summary(history),
+        }
+
+
+#: ``run_capacity(config)``: train the config's model on its data and measure bits learned (a JSON-able
+#: dict, keys in ``CapacityRun.finish``); batchable by the sweep executors.
+run_capacity = CapacityRun()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,10 +310,12 @@ def peak_ratio(table: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
 
 
 def pool_executor(processes: int = 2, threads: int = 1):
-    """``labkit.sweep.process_executor`` for capacity sweeps: ``processes`` workers of ``threads`` torch
-    threads (two 1-thread jobs are the fastest use of a 2-core CPU, REFERENCE §12), single runs started
-    longest first (``_cost``). With ``processes <= 1`` the runs go one after the other in this process."""
-    return process_executor(workers=processes, threads=threads, batch=False, cost=_cost)
+    """The executor of capacity sweeps: ``labkit.sweep.process_executor`` with ``processes`` workers of
+    ``threads`` torch threads, runs of one shape trained together (``run_capacity`` is batchable;
+    seeds of one size, for instance), units started most expensive first (``_cost``). Two 1-thread
+    workers are the fastest use of a 2-core CPU (REFERENCE §12, benchmarks/bench_sweep.py). With
+    ``processes <= 1`` the units run one after the other in this process (on a GPU: batched there)."""
+    return process_executor(workers=processes, threads=threads, batch=True, cost=_cost)
 
 
 def _cost(config: Mapping[str, Any]) -> float:

@@ -49,6 +49,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from labkit.loss import linear_cross_entropy
+
 POS = ("absolute", "rotary", "relative", "alibi", "none")
 ATTENTIONS = ("softmax", "position", "uniform")
 MLPS = ("gelu", "gated", "none")
@@ -350,6 +352,22 @@ class Transformer(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=generator) * std)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, seq, vocab) of ``tokens`` (batch, seq)."""
+        return F.linear(self.features(tokens), self.unembedding_weight)
+
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (nats) of ``targets`` (batch, seq; IGNORE_INDEX where none) given ``tokens``:
+        what training minimises, computed by ``labkit.loss.linear_cross_entropy`` without keeping the
+        logits (the largest tensor of a tiny model's step)."""
+        return linear_cross_entropy(self.features(tokens), self.unembedding_weight, targets)
+
+    @property
+    def unembedding_weight(self) -> torch.Tensor:
+        """(vocab, d_model): the token embedding when tied, else the separate unembedding."""
+        return self.embed.weight if self.unembed is None else self.unembed.weight
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final normalised residual stream (batch, seq, d_model), which the unembedding maps to logits."""
         T = tokens.shape[-1]
         if T > self.cfg.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len={self.cfg.max_len}")
@@ -358,10 +376,9 @@ class Transformer(nn.Module):
             x = x + self.hook_pos_embed(self.pos_embed.weight[:T].unsqueeze(0))  # (1, T, d) hook
         for block in self.blocks:
             x = block(x)
-        x = self.ln_final(x)
         if self.cfg.moe_experts:
             self.aux_loss = sum(block.mlp.aux_loss for block in self.blocks)
-        return F.linear(x, self.embed.weight if self.unembed is None else self.unembed.weight)
+        return self.ln_final(x)
 
     # --- hooks -------------------------------------------------------------------------------------
     def hook_names(self) -> list[str]:

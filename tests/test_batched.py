@@ -29,7 +29,10 @@ from labkit.model import Transformer, tiny
 from labkit.sweep import _plan, auto_executor, batched_executor, process_executor, run_sweep
 from labkit.train import lr_at, train
 
-RTOL = 1e-4
+# Adam amplifies float rounding: the *same* separate run computed with two loss implementations that
+# agree in exact arithmetic (labkit.loss vs F.cross_entropy; gradients equal to 2e-7) ends 1.3e-4 apart
+# after these 36 steps at lr 2e-2. A wrong batched step (other data, lr, clipping) is off by 1e-2 or more.
+RTOL = 5e-4
 
 
 def assert_close_models(a: torch.nn.Module, b: torch.nn.Module, rtol: float = RTOL) -> None:

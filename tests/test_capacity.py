@@ -91,6 +91,24 @@ def test_pool_executor_runs_every_config_serially_and_in_processes(tmp_path):
     assert pooled.ran == 3
 
 
+def test_capacity_runs_of_one_shape_train_together_and_match_single_runs(tmp_path, monkeypatch):
+    grid = [{**BIOD, "seed": s, "exposures": 20} for s in (0, 1)] + [{**BIOD, "d_model": 12, "exposures": 20}]
+    assert capacity.run_capacity.shape_key(grid[0]) == capacity.run_capacity.shape_key(grid[1])
+    assert capacity.run_capacity.shape_key(grid[0]) != capacity.run_capacity.shape_key(grid[2])
+    batched_calls = []
+    run_many = capacity.CapacityRun.run_many
+    monkeypatch.setattr(capacity.CapacityRun, "run_many",
+                        lambda self, configs: batched_calls.append(len(configs)) or run_many(self, configs))
+    together = run_sweep(grid, capacity.run_capacity, tmp_path / "pool", executor=capacity.pool_executor(1),
+                         progress=False).records
+    assert batched_calls == [2]  # the two seeds of d 8 trained as one batch, d 12 alone
+    for record, config in zip(together, grid, strict=True):
+        single = capacity.run_capacity(dict(config))
+        assert record["result"]["steps"] == single["steps"] and record["result"]["params"] == single["params"]
+        assert record["result"]["final_loss"] == pytest.approx(single["final_loss"], rel=1e-3)
+        assert record["result"]["bits"] == pytest.approx(single["bits"], rel=1e-3, abs=0.5)
+
+
 def test_run_memorization_mls_and_mac_on_a_random_library():
     mls = capacity.run_memorization({**RANDOM, "method": "mls", "start": 2, "max_size": 16, "tolerance": 0.5,
                                      "threshold": 1.0})
