@@ -11,7 +11,14 @@ Why: every chapter is a sweep of tiny trainings, so tokens per second of *sweeps
    small-step case (short records, batch 16) where per-step overhead dominates;
 4. a capacity-style sweep (3 sizes × 4 seeds) through the sweep executors: serial with torch's
    default threads, serial with 1 thread, batched in one process, and 1-thread worker processes
-   (unbatched and batched = ``auto_executor``).
+   (unbatched and batched = ``auto_executor``);
+5. chapter 2's ``cpu-full`` capacity sweep, before and after issue #6, on a slice of it: every one of
+   its 8 runs (data, model, bits measurement included) with ``--cpu-full-fraction`` of its exposures,
+   so each run keeps its share of the sweep's time. *Before*: the run one after the other with the
+   pre-issue training step (logits, then ``F.cross_entropy``; the plain loop of 2.), with torch's
+   default threads and with 1 thread (what a notebook's ``labkit.setup`` gave). *After*: exactly what
+   ``python -m labkit.capacity --profile cpu-full`` runs (``capacity.pool_executor``, fused loss);
+   plus the fused loss alone (serial, default threads) to split the gain.
 
 Other jobs share the machine, so absolute seconds mean little: variants run alternately (A B A B ...)
 and ratios are medians of back-to-back pairs. Single-process rows are timed in CPU seconds of this
@@ -19,7 +26,7 @@ process (insensitive to time the scheduler gives to other jobs; they run with 1 
 in wall seconds (they use several processes). The load average is recorded before and after.
 The table also goes to ``_build/bench/bench_sweep.json``.
 
-    python benchmarks/bench_sweep.py [--quick]
+    python benchmarks/bench_sweep.py [--quick] [--cpu-full-fraction F]
 """
 
 from __future__ import annotations
@@ -40,12 +47,21 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
+from labkit import capacity, profiles  # noqa: E402
 from labkit.batched import BatchableRun, RunSetup, keep_freed_memory, train_batched  # noqa: E402
 from labkit.data.biod import BioD  # noqa: E402
 from labkit.data.random import RandomSequences  # noqa: E402
 from labkit.model import Transformer, tiny  # noqa: E402
 from labkit.sweep import auto_executor, batched_executor, process_executor, run_sweep, serial_executor  # noqa: E402
-from labkit.train import exposure_permutation, lr_at, shifted_targets, train  # noqa: E402
+from labkit.train import (  # noqa: E402
+    TrainHistory,
+    exposure_permutation,
+    lr_at,
+    record_lengths,
+    shifted_targets,
+    steps_per_exposure,
+    train,
+)
 
 OUT = ROOT / "_build" / "bench" / "bench_sweep.json"
 
@@ -273,6 +289,68 @@ def bench_sweep(rounds: int, quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
+# 5. chapter 2's cpu-full sweep: before and after
+# --------------------------------------------------------------------------------------------------
+
+
+class PreIssueCapacityRun(capacity.CapacityRun):
+    """``capacity.run_capacity`` as it computed before issue #6: the same data, model, recipe and bits
+    measurement, trained by the plain loop (full logits, then ``F.cross_entropy``), which ran at the
+    speed of the pre-issue ``labkit.train`` (section 2 measures the two side by side)."""
+
+    def __call__(self, config: dict) -> dict:
+        s = self.setup(config)
+        kwargs = s.train_kwargs
+        t0 = time.perf_counter()
+        plain_loop(s.model, s.dataset, kwargs["exposures"], kwargs["batch_size"], kwargs["lr"], kwargs["seed"])
+        steps = steps_per_exposure(s.dataset.n_items, kwargs["batch_size"]) * kwargs["exposures"]
+        tokens = kwargs["exposures"] * int(record_lengths(s.dataset.exposure(0)).sum())
+        history = TrainHistory(total_steps=steps, tokens_seen=tokens, wall_time=time.perf_counter() - t0, device="cpu")
+        return self.finish(config, s, history)
+
+
+def cpu_full_slice(fraction: float) -> list[dict]:
+    """The cpu-full grid of chapter 2 with ``fraction`` of each run's exposures (at least 1)."""
+    grid = capacity.capacity_grid(profiles.resolve(capacity.CHAPTER, "cpu-full"))
+    return [{**c, "exposures": max(1, round(fraction * c["exposures"]))} for c in grid]
+
+
+CPU_FULL_VARIANTS = ("before", "before-1-thread", "fused-only", "after")
+
+
+def bench_cpu_full(fraction: float, which: tuple[str, ...] = CPU_FULL_VARIANTS) -> dict:
+    """Wall seconds of the sliced cpu-full sweep, before vs after; one pass of each variant in ``which``
+    (the last one is the reference of the ratios: pass "after" last)."""
+    grid = cpu_full_slice(fraction)
+    cores = os.cpu_count() or 1
+    sizes = profiles.resolve(capacity.CHAPTER, "cpu-full")
+    every = {
+        "before": (f"before: serial, {cores} threads (torch default)", PreIssueCapacityRun(), serial_executor, cores),
+        "before-1-thread": ("before: serial, 1 thread (labkit.setup default)", PreIssueCapacityRun(),
+                            serial_executor, 1),
+        "fused-only": (f"fused loss only: serial, {cores} threads", capacity.run_capacity, serial_executor, cores),
+        "after": (f"after: python -m labkit.capacity (pool ×{sizes['processes']}, {sizes['threads']} thread)",
+                  capacity.run_capacity, capacity.pool_executor(sizes["processes"], sizes["threads"]), 1),
+    }
+    variants = {every[key][0]: every[key][1:] for key in which}
+    times: dict[str, float] = {}
+    for name, (run, executor, threads) in variants.items():
+        torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            run_sweep(grid, run, tmp, progress=False, executor=executor)
+            times[name] = time.perf_counter() - t0
+        print(f"  {name}: {times[name]:.1f} s", flush=True)
+    torch.set_num_threads(cores)
+    reference = list(times)[-1]
+    rows = [{"variant": name, "wall_s": round(t, 1), "after_speedup": round(t / times[reference], 2)}
+            for name, t in times.items()]
+    return {"grid": f"cpu-full ({len(grid)} runs: widths {sorted({c['d_model'] for c in grid})}, exposures "
+                    f"{sorted({c['exposures'] for c in grid})} = {fraction} of 100 / 1000)", "fraction": fraction,
+            "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def warm_up() -> None:
@@ -303,7 +381,22 @@ def _fmt(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller runs (a smoke check)")
+    parser.add_argument("--cpu-full-fraction", type=float, default=None,
+                        help="share of each cpu-full run's exposures in section 5 (default 0.05, --quick 0.01; "
+                             "0 skips it)")
+    parser.add_argument("--only-cpu-full", action="store_true", help="run section 5 alone")
+    parser.add_argument("--cpu-full-variants", default=",".join(CPU_FULL_VARIANTS),
+                        help=f"section 5's variants, comma-separated, the reference last (default: all of "
+                             f"{','.join(CPU_FULL_VARIANTS)})")
     args = parser.parse_args(argv)
+    if args.cpu_full_fraction is None:
+        args.cpu_full_fraction = 0.01 if args.quick else 0.05
+    if not 0 <= args.cpu_full_fraction <= 1:
+        parser.error(f"--cpu-full-fraction={args.cpu_full_fraction} is not valid; allowed: a number in [0, 1]")
+    which = tuple(v.strip() for v in args.cpu_full_variants.split(",") if v.strip())
+    if not which or set(which) - set(CPU_FULL_VARIANTS):
+        parser.error(f"--cpu-full-variants={args.cpu_full_variants!r} is not valid; allowed: a comma-separated "
+                     f"subset of {', '.join(CPU_FULL_VARIANTS)}")
     rounds = 2 if args.quick else 3
     keep_freed_memory()  # what train_batched does anyway; set first so every variant runs under it
     t_start, load_before = time.perf_counter(), load()
@@ -311,33 +404,44 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak fp32 matmul: {peak1 / 1e9:.1f} GFLOP/s per CPU second (1 thread), {peak2 / 1e9:.1f} GFLOP/s "
           f"wall ({os.cpu_count()} threads); load average {load_before}", flush=True)
 
-    warm_up()
-    trainer = bench_trainer(rounds + 1, peak1)
-    print("\nlabkit.train vs a plain PyTorch loop (1 thread, d 32, bioD batch 128; tokens per CPU second)")
-    print(table([trainer], [("params", "params"), ("plain_tok_s", "plain tok/s"), ("labkit_tok_s", "labkit tok/s"),
-                            ("labkit_vs_plain", "labkit/plain"), ("plain_mfu", "MFU plain"),
-                            ("labkit_mfu", "MFU labkit")]), flush=True)
+    trainer = batched_rows = sweep = None
+    if not args.only_cpu_full:
+        warm_up()
+        trainer = bench_trainer(rounds + 1, peak1)
+        print("\nlabkit.train vs a plain PyTorch loop (1 thread, d 32, bioD batch 128; tokens per CPU second)")
+        print(table([trainer], [("params", "params"), ("plain_tok_s", "plain tok/s"), ("labkit_tok_s", "labkit tok/s"),
+                                ("labkit_vs_plain", "labkit/plain"), ("plain_mfu", "MFU plain"),
+                                ("labkit_mfu", "MFU labkit")]), flush=True)
 
-    n = 256 if args.quick else 384
-    exp = 2 if args.quick else 3
-    cases = [("~20k", biod(n), 20, 128, exp), ("~100k", biod(n), 56, 128, exp), ("~250k", biod(n), 92, 128, exp),
-             ("~20k, small steps", RandomSequences(256, S=6, V=32), 24, 16, exp)]
-    batched_rows = []
-    print("\n8 same-shape models: one after another (train) vs together (train_batched); 1 thread, "
-          "tokens per CPU second")
-    for label, data, d, bs, e in cases:
-        batched_rows.append(bench_batched(label, data, d, bs, e, rounds, peak1))
-    print(table(batched_rows, [("case", "case"), ("params", "params"), ("batch_size", "batch"), ("seq_len", "seq"),
-                               ("sequential_tok_s", "sequential tok/s"), ("batched_tok_s", "batched tok/s"),
-                               ("batched_vs_sequential", "batched/seq"), ("sequential_mfu", "MFU seq"),
-                               ("batched_mfu", "MFU batched")]), flush=True)
+        n = 256 if args.quick else 384
+        exp = 2 if args.quick else 3
+        cases = [("~20k", biod(n), 20, 128, exp), ("~100k", biod(n), 56, 128, exp), ("~250k", biod(n), 92, 128, exp),
+                 ("~20k, small steps", RandomSequences(256, S=6, V=32), 24, 16, exp)]
+        batched_rows = []
+        print("\n8 same-shape models: one after another (train) vs together (train_batched); 1 thread, "
+              "tokens per CPU second")
+        for label, data, d, bs, e in cases:
+            batched_rows.append(bench_batched(label, data, d, bs, e, rounds, peak1))
+        print(table(batched_rows, [("case", "case"), ("params", "params"), ("batch_size", "batch"), ("seq_len", "seq"),
+                                   ("sequential_tok_s", "sequential tok/s"), ("batched_tok_s", "batched tok/s"),
+                                   ("batched_vs_sequential", "batched/seq"), ("sequential_mfu", "MFU seq"),
+                                   ("batched_mfu", "MFU batched")]), flush=True)
 
-    sweep = bench_sweep(2, args.quick)
-    print(f"\ncapacity-style sweep: {sweep['grid']} ({sweep['runs']} runs); wall seconds, this machine")
-    print(table(sweep["rows"], [("executor", "executor"), ("wall_s", "wall s"), ("tok_s", "tok/s"),
-                                ("speedup", "vs serial 1 thread"), ("cpu_s", "CPU s of runs"),
-                                ("est_idle_speedup", "est. on idle cores")]))
-    print("(speed-up of the last two rows: against the first of them, on their 3 short runs)")
+        sweep = bench_sweep(2, args.quick)
+        print(f"\ncapacity-style sweep: {sweep['grid']} ({sweep['runs']} runs); wall seconds, this machine")
+        print(table(sweep["rows"], [("executor", "executor"), ("wall_s", "wall s"), ("tok_s", "tok/s"),
+                                    ("speedup", "vs serial 1 thread"), ("cpu_s", "CPU s of runs"),
+                                    ("est_idle_speedup", "est. on idle cores")]))
+        print("(speed-up of the last two rows: against the first of them, on their 3 short runs)")
+
+    cpu_full = None
+    if args.cpu_full_fraction > 0:
+        print(f"\nchapter 2's cpu-full sweep, {args.cpu_full_fraction} of every run's exposures; wall seconds",
+              flush=True)
+        cpu_full = bench_cpu_full(args.cpu_full_fraction, which)
+        print(cpu_full["grid"])
+        print(table(cpu_full["rows"], [("variant", "variant"), ("wall_s", "wall s"),
+                                       ("after_speedup", f"time / time of '{which[-1]}'")]))
 
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
@@ -345,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before, "load_after": load(), "wall_s": round(time.perf_counter() - t_start, 1),
         "peak_gflops": {"1_thread": round(peak1 / 1e9, 1), "all_threads": round(peak2 / 1e9, 1)},
         "trainer_vs_plain": trainer, "batched_vs_sequential": batched_rows, "sweep_executors": sweep,
-        "quick": args.quick,
+        "cpu_full_before_after": cpu_full, "quick": args.quick,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))

@@ -1,16 +1,19 @@
 """The training loss of a tied-unembedding language model: unembedding and cross-entropy in one step.
 
-Why a module: for the lab's tiny models the output layer *is* the step. A 2-layer GPT of width 32 on
-bioD (vocabulary 467, batch 128 × 19 targets) spends about half of every training step producing
-the (tokens × vocab) logits, their log-softmax, the one-hot gradient and its softmax backward; the
-transformer blocks are the other half. ``F.cross_entropy(hidden @ W.T, targets)`` walks that 4.5 MB
-matrix six times (matmul, log-softmax, a zero fill, a scatter, the log-softmax backward, two
-matmuls reading it); :func:`linear_cross_entropy` walks it four times and keeps each 256-row slice
-of the forward in the core's cache while it turns logits into log-probabilities.
+Why a module: for the lab's tiny models the output layer is a large part of the step. A 2-layer GPT of
+width 32 on bioD (vocabulary 467, batch 128 × 19 targets) spends about a third of every training
+step producing the (tokens × vocab) logits, their log-softmax, the one-hot gradient and the softmax
+backward. ``F.cross_entropy(hidden @ W.T, targets)`` walks that 4.5 MB matrix about six times
+(matmul, log-softmax, a zero fill and a scatter for the gradient, the log-softmax backward, two
+matmuls reading it); :func:`linear_cross_entropy` turns each 256-row slice of logits into
+log-probabilities and then probabilities while the slice is in the core's cache, keeps those
+probabilities as the gradient's storage, and walks the matrix about three times.
 
-Measured on the 2-core lab CPU, one thread, 2432 targets × 467 classes: forward + backward of the
-head 5.95 → 4.64 ms at width 32, 4.95 → 3.51 ms at width 16 (benchmarks/bench_sweep.py measures
-whole training steps). Gradients equal ``F.cross_entropy``'s up to float rounding (tested).
+Measured on the 2-core lab CPU with one torch thread (the lab's default), cpu-full bioD data: training
+steps 1.12× / 1.26× / 1.18× faster at widths 16 / 32 / 40 (medians of 3 alternating runs; the
+machine's noise is about ±10%). With two threads per process it gains nothing (85 s against 83 s on
+a slice of the cpu-full sweep, benchmarks/bench_sweep.py): the plain kernels parallelise better
+than 256-row slices. Values and gradients equal ``F.cross_entropy``'s up to float rounding (tested).
 
 Used by :meth:`labkit.model.Transformer.loss` on the CPU in fp32; on a GPU or under autocast it
 falls back to ``F.cross_entropy`` on the logits (there the fused kernels of PyTorch win).
@@ -26,28 +29,35 @@ CHUNK_ROWS = 256  # rows of logits per slice: 256 × vocab 467 × 4 bytes = 0.5 
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``; saves log-probs, not logits."""
+    """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``; saves the softmax, not logits."""
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 chunk_rows: int) -> torch.Tensor:
         n = hidden.shape[0]
-        logp = torch.empty(n, weight.shape[0], dtype=hidden.dtype, device=hidden.device)
-        for start in range(0, n, chunk_rows):
-            rows = slice(start, start + chunk_rows)
-            torch.mm(hidden[rows], weight.t(), out=logp[rows])
-            torch.log_softmax(logp[rows], dim=1, out=logp[rows])
         index = targets.clamp(min=0)[:, None]  # ignored rows point at class 0 and are weighted 0
-        weights = (targets != IGNORE_INDEX).to(logp.dtype)[:, None]
+        probs = torch.empty(n, weight.shape[0], dtype=hidden.dtype, device=hidden.device)
+        picked = torch.empty(n, 1, dtype=hidden.dtype, device=hidden.device)
+        for start in range(0, n, chunk_rows):  # each slice: logits → log-probs → probs while in cache
+            rows = slice(start, start + chunk_rows)
+            torch.mm(hidden[rows], weight.t(), out=probs[rows])
+            torch.log_softmax(probs[rows], dim=1, out=probs[rows])
+            torch.gather(probs[rows], 1, index[rows], out=picked[rows])
+            probs[rows].exp_()
+        weights = (targets != IGNORE_INDEX).to(probs.dtype)[:, None]
         count = weights.sum()
-        loss = -(logp.gather(1, index) * weights).sum() / count  # no targets: 0/0 = nan, as F.cross_entropy
-        ctx.save_for_backward(hidden, weight, index, weights, logp, count)
+        loss = -(picked * weights).sum() / count  # no targets: 0/0 = nan, as F.cross_entropy gives
+        ctx.save_for_backward(hidden, weight, index, weights, probs, count)
         return loss
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        hidden, weight, index, weights, logp, count = ctx.saved_tensors
-        probs = logp.exp()  # d loss / d logits = (softmax - one_hot) × weight / count
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError("linear_cross_entropy: a second backward through the same loss is not supported "
+                               "(its saved softmax is reused as the gradient); recompute the loss instead")
+        ctx.consumed = True
+        hidden, weight, index, weights, probs, count = ctx.saved_tensors
+        # d loss / d logits = (softmax - one_hot) × weight / count, built in the saved softmax's memory
         probs.scatter_add_(1, index, -torch.ones_like(weights))
         probs.mul_(weights * (grad / count.clamp(min=1)))  # no targets: zero gradient, as F.cross_entropy
         return probs @ weight, probs.t() @ hidden, None, None

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -277,7 +278,6 @@ def shippable(run_one: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
     """Whether a worker process can rebuild ``run_one``: it pickles, and nothing in it lives only in
     an interactive ``__main__`` (a notebook cell), which a spawned process cannot import."""
     import pickle
-    import sys
 
     try:
         pickle.dumps(run_one)
@@ -311,7 +311,11 @@ def _context(start_method: str | None, run_one: Callable[[dict[str, Any]], dict[
         run_fn = getattr(run_one, "run_fn", run_one)
         module = getattr(run_fn, "__module__", None) or type(run_fn).__module__
         preload = ["torch", "torch._dynamo", "labkit.sweep", "labkit.batched"]  # the optimizer imports dynamo
-        ctx.set_forkserver_preload(preload + ([module] if module and not module.startswith("__") else []))
+        # not the module run as ``python -m``: each worker re-runs it as __mp_main__, which warns if preloaded
+        main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if module and not module.startswith("__") and module != getattr(main_spec, "name", None):
+            preload.append(module)
+        ctx.set_forkserver_preload(preload)
     return ctx
 
 
