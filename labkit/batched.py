@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.data.base import TokenDataset
+from labkit.loss import linear_cross_entropy
 from labkit.model import ModelConfig, Transformer
 from labkit.runtime import resolve_device, seed_everything
 from labkit.tokenizer import PAD_ID
@@ -354,9 +355,11 @@ def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], t
                 targets: torch.Tensor, autocast: AbstractContextManager | None = None) -> torch.Tensor:
     """Summed cross-entropy (M,) of each stacked model over its targets (IGNORE_INDEX: not a target).
 
-    The direct engine computes logits and loss a few models at a time: the (models × tokens × vocab)
-    logits are the largest tensor of a tiny model's step, and in one piece they fall out of the CPU
-    caches (measured: log-softmax forward + backward 3× slower than for the models one by one).
+    The direct engine computes logits and loss one model at a time, with ``labkit.loss`` where it
+    applies (fp32 on the CPU, no head bias), as ``train`` does; otherwise a few models at a time with
+    ``F.cross_entropy``. The (models × tokens × vocab) logits are the largest tensor of a tiny model's
+    step, and in one piece they fall out of the CPU caches (measured: log-softmax forward + backward
+    3× slower than for the models one by one).
     """
     M, B, T = tokens.shape
     autocast = autocast or nullcontext()
@@ -369,6 +372,10 @@ def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], t
         nll = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
                               reduction="none")
         return nll.view(M, -1).sum(1)
+    if head_bias is None and not isinstance(autocast, torch.autocast):  # linear_cross_entropy: CPU or not
+        counts = (targets != IGNORE_INDEX).flatten(1).sum(1)
+        means = torch.stack([linear_cross_entropy(hidden[m], head[m], targets[m]) for m in range(M)])
+        return torch.where(counts > 0, means * counts, torch.zeros_like(means))  # no targets: 0, not nan
     per_chunk = max(1, HEAD_CHUNK_BYTES // max(1, B * T * base.cfg.vocab_size * 4))
     sums = []
     for m0 in range(0, M, per_chunk):

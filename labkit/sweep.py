@@ -422,8 +422,11 @@ def run_sweep(
     resumes where it stopped, since each result is stored as soon as its run ends. An exception in
     ``run_fn`` stops the sweep (results stored so far stay). Records are dicts with ``config``,
     ``result``, ``meta`` (wall time, device, torch and labkit versions), ``hash`` and ``schema``.
-    ``executor``: a function ``(pending, run_one) -> records`` or one of ``"serial"`` (the default),
-    ``"batched"``, ``"processes"``, ``"auto"`` (see ``auto_executor``).
+    ``executor``: a function ``(pending, run_one) -> records`` or one of ``"auto"`` (the default, see
+    ``auto_executor``: 1-thread worker processes on a multi-core CPU, same-shape runs of a batchable
+    run function trained together), ``"serial"`` (one after the other in this process: for run
+    functions with side effects, and bit-identical reruns; batched results equal separate ones only
+    up to float rounding), ``"batched"``, ``"processes"``.
     """
     from tqdm.auto import tqdm
 
@@ -439,7 +442,7 @@ def run_sweep(
 
     t0 = time.perf_counter()
     try:
-        for record in (executor or serial_executor)(pending, RunAndSave(run_fn, results_dir)):
+        for record in (executor or auto_executor())(pending, RunAndSave(run_fn, results_dir)):
             done[record["hash"]] = record
             bar.update(1)
     finally:

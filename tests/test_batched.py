@@ -198,7 +198,7 @@ def assert_same_results(records, reference):
 
 
 def test_batched_executor_groups_by_shape_and_stores_what_serial_stores(tmp_path):
-    serial = run_sweep(GRID, TinyRun(), tmp_path / "serial", progress=False).records
+    serial = run_sweep(GRID, TinyRun(), tmp_path / "serial", progress=False, executor="serial").records
     run = TinyRun()
     report = run_sweep(GRID, run, tmp_path / "batched", progress=False, executor=batched_executor(max_batch=2))
     assert run.batches == [2, 2]  # per shape: 3 seeds → a batch of 2 (run_many) and a single run
@@ -236,7 +236,7 @@ def test_runs_that_cannot_batch_have_no_shape_key():
 
 def test_process_executor_runs_units_in_worker_processes(tmp_path):
     grid = GRID[:2] + GRID[3:5]  # two shapes × two seeds
-    serial = run_sweep(grid, TinyRun(), tmp_path / "serial", progress=False).records
+    serial = run_sweep(grid, TinyRun(), tmp_path / "serial", progress=False, executor="serial").records
     report = run_sweep(grid, TinyRun(), tmp_path / "pool", progress=False, executor=process_executor(workers=2))
     assert_same_results(report.records, serial)
     assert {r["result"]["pid"] for r in report.records}.isdisjoint({os.getpid()})

@@ -53,7 +53,7 @@ def test_config_hash_is_stable_and_order_independent():
 
 def test_sweep_caches_and_skips_finished_runs(tmp_path):
     fn = Counter()
-    report = run_sweep(GRID, fn, tmp_path, progress=False)
+    report = run_sweep(GRID, fn, tmp_path, progress=False, executor="serial")
     assert len(fn.calls) == 6 and report.ran == 6 and report.reused == 0
     assert [r["config"] for r in report.records] == GRID
     record = report.records[0]
@@ -62,7 +62,7 @@ def test_sweep_caches_and_skips_finished_runs(tmp_path):
     assert {"wall_time", "torch", "labkit", "device"} <= set(record["meta"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{config_hash(c)}.json" for c in GRID)
 
-    again = run_sweep(GRID + [GRID[0]], fn, tmp_path, progress=False)  # duplicates run once
+    again = run_sweep(GRID + [GRID[0]], fn, tmp_path, progress=False, executor="serial")  # duplicates run once
     assert len(fn.calls) == 6 and again.ran == 0 and again.reused == 6
     assert again.records == report.records
     assert load_results(tmp_path, GRID) == report.records
@@ -74,10 +74,10 @@ def test_sweep_caches_and_skips_finished_runs(tmp_path):
 
 def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(GRID, Counter(fail_on=GRID[3]), tmp_path, progress=False)
+        run_sweep(GRID, Counter(fail_on=GRID[3]), tmp_path, progress=False, executor="serial")
     assert len(load_results(tmp_path, GRID)) == 3 and not list(tmp_path.glob(".*"))  # no temp files left
     fn = Counter()
-    report = run_sweep(GRID, fn, tmp_path, progress=False)
+    report = run_sweep(GRID, fn, tmp_path, progress=False, executor="serial")
     assert fn.calls == GRID[3:] and report.reused == 3
 
 
@@ -95,13 +95,13 @@ def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
 )
 def test_damaged_result_is_rerun_and_never_loaded(tmp_path, damage):
     fn = Counter()
-    run_sweep(GRID, fn, tmp_path, progress=False)
+    run_sweep(GRID, fn, tmp_path, progress=False, executor="serial")
     path = result_path(tmp_path, GRID[2])  # {"n": 2, "seed": 0}
     path.write_text(damage(path.read_text()))
     assert read_result(path) is None
     assert len(load_results(tmp_path)) == 5 and len(load_results(tmp_path, GRID)) == 5
     assert Sweep(tmp_path, fn).pending(GRID) == [GRID[2]]
-    report = run_sweep(GRID, fn, tmp_path, progress=False)
+    report = run_sweep(GRID, fn, tmp_path, progress=False, executor="serial")
     assert fn.calls[6:] == [GRID[2]] and report.ran == 1
     assert read_result(path)["result"]["bits"] == 4.0
 
@@ -120,7 +120,7 @@ def test_custom_executor_sees_only_pending_configs(tmp_path):
         with ThreadPoolExecutor(2) as pool:  # any order of completion
             yield from pool.map(run_one, reversed(pending))
 
-    run_sweep(GRID[:2], Counter(), tmp_path, progress=False)
+    run_sweep(GRID[:2], Counter(), tmp_path, progress=False, executor="serial")
     report = run_sweep(GRID, Counter(), tmp_path, progress=False, executor=executor)
     assert seen == GRID[2:] and [r["config"] for r in report.records] == GRID
     assert pickle.loads(pickle.dumps(RunAndSave(Counter(), tmp_path)))  # can be sent to worker processes
@@ -138,7 +138,7 @@ def test_a_real_training_sweep(tmp_path):
         return {"bits": m.bits, "R": m.bits_per_param, "losses": history.losses, "device": history.device}
 
     grid = grid_product(d_model=[8, 16], n=[10], seed=[0])
-    records = Sweep(tmp_path, run).run(grid, progress=False).records
+    records = Sweep(tmp_path, run).run(grid, progress=False, executor="serial").records
     assert [r["config"]["d_model"] for r in records] == [8, 16]
     assert all(r["result"]["R"] >= 0 and len(r["result"]["losses"]) > 0 for r in records)
     assert records[0]["meta"]["device"] == "cpu"
@@ -150,5 +150,20 @@ def test_a_failed_result_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr("labkit.sweep.os.replace", disk_full)
     with pytest.raises(OSError, match="disk full"):
-        run_sweep(GRID[:1], Counter(), tmp_path, progress=False)
+        run_sweep(GRID[:1], Counter(), tmp_path, progress=False, executor="serial")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_sweep_uses_the_auto_executor_unless_told_otherwise(tmp_path, monkeypatch):
+    import labkit.sweep as sweep
+
+    chosen = []
+
+    def fake_auto(*args, **kwargs):
+        chosen.append("auto")
+        return sweep.serial_executor
+
+    monkeypatch.setattr(sweep, "auto_executor", fake_auto)
+    run_sweep(GRID[:1], Counter(), tmp_path / "a", progress=False)
+    run_sweep(GRID[:1], Counter(), tmp_path / "b", progress=False, executor="serial")
+    assert chosen == ["auto"]
