@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -337,9 +338,7 @@ def bench_cpu_full(fraction: float, which: tuple[str, ...] = CPU_FULL_VARIANTS) 
     for name, (run, executor, threads) in variants.items():
         torch.set_num_threads(threads)
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            run_sweep(grid, run, tmp, progress=False, executor=executor)
-            times[name] = time.perf_counter() - t0
+            times[name] = _timed(partial(run_sweep, grid, run, tmp, progress=False, executor=executor))
         print(f"  {name}: {times[name]:.1f} s", flush=True)
     torch.set_num_threads(cores)
     reference = list(times)[-1]
