@@ -1,4 +1,4 @@
-"""Train several same-shape models in one batched computation (issue #6: speed of sweeps).
+"""Train several same-shape models in one batched computation: the lever for the speed of sweeps.
 
 Why: a chapter is a sweep of many tiny trainings (sizes × exposures × seeds × learning rates), and a
 tiny model cannot keep a CPU (let alone a GPU) busy: each step is a few hundred small kernels and
@@ -6,7 +6,8 @@ Python dispatch. Models of one architecture can instead run as *one* model with 
 matrix product becomes a batched product over the model axis, so dispatch is paid once per step for
 all of them (and on a GPU the kernels get large enough to fill it).
 
-What stays exactly the recipe of :func:`labkit.train.train` (and is tested against it):
+What stays exactly the recipe of :func:`labkit.train.train` (the same ``TrainConfig``, ``TrainPlan``,
+``stage_exposure`` and ``LossLog``; tested against it):
 
 - initialisation: the given models' own weights are stacked (build them with ``Transformer(cfg, seed)``);
 - data: model m trains on its own dataset, in the item order ``exposure_permutation(seeds[m], e)``,
@@ -27,22 +28,19 @@ Two engines compute the stacked forward pass:
   softmax attention with absolute, rotary or no positions, GELU / gated / no MLP, LayerNorm /
   RMSNorm, tied or not, with or without biases.
 - ``"vmap"``: ``torch.func.vmap`` of ``functional_call`` on the real :class:`Transformer`, hence every
-  dense configuration (relative, ALiBi, position-only and uniform attention too). PyTorch 2.13 has no
-  vmap rule for the CPU SDPA kernel and loops over the models there; measured on the 2-core CPU for 8
-  models (batch 128 × 20 tokens, 1 thread): direct 1.13× / vmap 1.04× the speed of one-by-one
-  training at 20k parameters, 0.97× / 0.86× at 100k.
+  dense configuration (relative, ALiBi, position-only and uniform attention too). PyTorch has no
+  vmap rule for the CPU SDPA kernel and loops over the models there, so it is the slower engine.
 
-What batching buys on a CPU (benchmarks/bench_sweep.py): it removes per-step overhead (Python,
-dispatch, optimizer loops), so it pays where steps are small: ~2.1-2.9× for 8 models of 15k
-parameters at batch 16 × 10 tokens, ~1.1-1.4× at 20k parameters and batch 128 × 20 tokens, and
-nothing (0.9-1.15×, noise) from 100k parameters on, where a step is compute-bound matmuls already.
-Using both cores (``labkit.sweep.process_executor``) is the larger lever there.
+What batching buys on a CPU: it removes per-step overhead (Python, dispatch, optimizer loops), so it
+pays where steps are small and fades where a step is compute-bound matmuls already; using both cores
+(``labkit.sweep.process_executor``) is the larger lever there. The measured ratios, and the command
+that measures them, are in benchmarks/README.md (``benchmarks/bench_sweep.py``).
 
 MoE models are not batchable (routing is data-dependent control flow); train them with ``train``.
 
 Memory: glibc hands every freed block of ≥ 32 MB back to the OS, so a stacked step, whose activations
-easily pass that size, page-faults all of them in again on every step (measured for 8 models of 20k
-parameters: the loss head 2.2× and the whole step 1.4× slower). :func:`keep_freed_memory` switches
+easily pass that size, page-faults all of them in again on every step (a large slowdown, measured in
+benchmarks/bench_sweep.py). :func:`keep_freed_memory` switches
 that off for the process; ``train_batched`` calls it on the CPU (the process then keeps its peak
 memory until it exits, which a training process does anyway).
 """
@@ -51,7 +49,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import inspect
 import math
 import time
 import warnings
@@ -68,17 +65,17 @@ from torch import nn
 from labkit.data.base import TokenDataset
 from labkit.loss import linear_cross_entropy
 from labkit.model import ModelConfig, Transformer
-from labkit.runtime import resolve_device, seed_everything
 from labkit.tokenizer import PAD_ID
 from labkit.train import (
     IGNORE_INDEX,
+    LossLog,
     StagedExposure,
+    TrainConfig,
     TrainHistory,
-    autocast_context,
-    lr_at,
+    TrainPlan,
     param_groups,
+    progress_bar,
     stage_exposure,
-    steps_per_exposure,
     train,
 )
 
@@ -388,15 +385,6 @@ def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], t
     return torch.cat(sums)
 
 
-def _per_model(name: str, value: Any, M: int) -> list[Any]:
-    """A scalar for every model, or one value per model."""
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        return [value] * M
-    if len(value) != M:
-        raise ValueError(f"{name} has {len(value)} values for {M} models; allowed: one value or one per model")
-    return list(value)
-
-
 def _stack_exposures(exposures: list[StagedExposure]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tokens and targets (M, n, W) and item orders (M, n) of one exposure of every model.
 
@@ -410,33 +398,42 @@ def _stack_exposures(exposures: list[StagedExposure]) -> tuple[torch.Tensor, tor
     return tokens, targets, torch.stack([ex.order for ex in exposures])
 
 
+def _per_model_configs(configs: TrainConfig | Sequence[TrainConfig] | None, M: int,
+                       recipe: dict[str, Any]) -> list[TrainConfig]:
+    """One recipe per model (``recipe``: changes applied to every one), sharing all but ``PER_MODEL``."""
+    if configs is None or isinstance(configs, TrainConfig):
+        configs = [configs] * M
+    configs = [TrainConfig.of(c, **recipe) for c in configs]
+    if len(configs) != M:
+        raise ValueError(f"configs has {len(configs)} recipes for {M} models; allowed: one recipe or one per model")
+    shared = configs[0].shared()
+    for config in configs[1:]:
+        for name, value in config.shared().items():
+            if value != shared[name]:
+                raise ValueError(f"{name}={value!r} differs from {shared[name]!r} of the first model; allowed: "
+                                 f"models trained together differ only in {', '.join(TrainConfig.PER_MODEL)}")
+    return configs
+
+
 def train_batched(
     models: Sequence[nn.Module],
     datasets: TokenDataset | Sequence[TokenDataset],
-    exposures: int = 100,
-    batch_size: int = 128,
-    lr: float | Sequence[float] = 5e-3,
-    seeds: int | Sequence[int] = 0,
-    device: str | torch.device = "auto",
+    configs: TrainConfig | Sequence[TrainConfig] | None = None,
     *,
-    weight_decay: float | Sequence[float] = 0.05,
-    warmup: float = 0.02,
-    min_lr_ratio: float = 0.1,
-    betas: tuple[float, float] = (0.9, 0.98),
-    grad_clip: float | None | Sequence[float | None] = 1.0,
-    amp: str | bool = "auto",
+    device: str | torch.device = "auto",
     engine: str = "auto",
     progress: bool = True,
     log_every: int | None = None,
+    **recipe: Any,
 ) -> list[TrainHistory]:
-    """Train same-shape ``models`` together, each as ``train(models[m], datasets[m], ...)`` would.
+    """Train same-shape ``models`` together, model m as ``train(models[m], datasets[m], configs[m])`` would.
 
-    ``datasets``, ``lr``, ``seeds``, ``weight_decay`` and ``grad_clip`` take one value for all models or
-    one per model (``grad_clip`` None or 0: no clipping for that model). Every dataset must have the
-    same ``n_items`` (so the models step in lockstep); the records may differ. The other arguments
-    mean what they mean for :func:`labkit.train.train` and are shared. Returns one ``TrainHistory`` per
-    model, in order; the trained weights are left in ``models`` (moved to ``device``). A history's
-    ``wall_time`` is the batch's wall time divided by the number of models (its share of the machine).
+    ``datasets`` and ``configs`` take one value for all models or one per model; recipes may differ only
+    in ``TrainConfig.PER_MODEL`` (learning rate, weight decay, clipping, seed), and ``recipe`` changes
+    every one of them. Every dataset must have the same ``n_items`` (the models step in lockstep); the
+    records may differ. Returns one ``TrainHistory`` per model, in order; the trained weights are left
+    in ``models`` (moved to ``device``). A history's ``wall_time`` is the batch's wall time divided by
+    the number of models (its share of the machine).
 
     No checkpoints: a batch is a unit of a sweep, whose per-run result files are the resume points.
     ``engine``: ``"auto"`` (direct batched matmuls where implemented, else vmap), ``"direct"``, ``"vmap"``.
@@ -451,87 +448,59 @@ def train_batched(
     if any(m.cfg != cfg for m in models):
         raise ValueError("models have different ModelConfigs; only same-shape models train together")
     engine = resolve_engine(cfg, engine)
-    datasets = _per_model("datasets", datasets, M) if isinstance(datasets, Sequence) else [datasets] * M
-    lrs = [float(v) for v in _per_model("lr", lr, M)]
-    seed_list = [int(v) for v in _per_model("seeds", seeds, M)]
-    decays = [float(v) for v in _per_model("weight_decay", weight_decay, M)]
-    clips = [float(v or 0.0) for v in _per_model("grad_clip", grad_clip, M)]
+    if isinstance(datasets, Sequence):
+        datasets = list(datasets)
+        if len(datasets) != M:
+            raise ValueError(f"datasets has {len(datasets)} values for {M} models; allowed: one value or one per model")
+    else:
+        datasets = [datasets] * M
+    configs = _per_model_configs(configs, M, recipe)
     n_items = datasets[0].n_items
     if any(ds.n_items != n_items for ds in datasets):
         raise ValueError(f"datasets have different n_items ({sorted({ds.n_items for ds in datasets})}); "
                          "allowed: the same n_items for every model (they step in lockstep)")
-    if exposures < 1 or batch_size < 1 or not all(v > 0 for v in lrs):
-        raise ValueError(f"exposures={exposures}, batch_size={batch_size}, lr={lr}: all must be positive")
-    if not 0 <= warmup < 1:
-        raise ValueError(f"warmup={warmup!r} is not valid; allowed: a fraction of the steps in [0, 1)")
-    device = resolve_device(device)
+    plan = TrainPlan.make(configs[0], n_items, device, log_every)  # seeds as train() does; no dropout here
+    device, batch_size = plan.device, configs[0].batch_size
     if device.type == "cpu":
         keep_freed_memory()
-    seed_everything(seed_list[0])  # as train() does; nothing here draws from it (no dropout in Transformer)
-    autocast = autocast_context(device, amp)
-    spe = steps_per_exposure(n_items, batch_size)
-    total_steps = spe * exposures
-    log_every = log_every or max(1, total_steps // 200)
-
     was_training = [m.training for m in models]
     for model in models:
         model.to(device)
     base = models[0]
     stack = StackedParams(models, device)
+    clips = [c.grad_clip or 0.0 for c in configs]
     clip = torch.tensor([c if c > 0 else math.inf for c in clips]) if any(c > 0 for c in clips) else None
-    optimizer = StackedAdamW(stack, betas, torch.tensor(decays), clip)
-    histories = [TrainHistory(total_steps=total_steps, steps_per_exposure=spe, device=str(device)) for _ in models]
+    optimizer = StackedAdamW(stack, configs[0].betas, torch.tensor([c.weight_decay for c in configs]), clip)
+    histories = plan.histories(M)
+    log = LossLog(histories, device, plan.log_every)
     rows = torch.arange(M, device=device)[:, None]
-    window_sum = torch.zeros(M, device=device)
-    window_n, step = 0, 0
+    step = 0
     caches: list[dict[str, Any]] = [{} for _ in models]
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, disable=not progress, desc=f"train ×{M}", unit="step", leave=False)
+    bar = progress_bar(plan, 0, progress, f"train ×{M}")
     t0 = time.perf_counter()
     base.train()
     try:
-        for e in range(exposures):
-            staged = [stage_exposure(ds, e, s, batch_size, device, c)
-                      for ds, s, c in zip(datasets, seed_list, caches, strict=True)]
+        for e in range(configs[0].exposures):
+            staged = [stage_exposure(ds, e, c.seed, batch_size, device, cache)
+                      for ds, c, cache in zip(datasets, configs, caches, strict=True)]
             tokens, targets, orders = _stack_exposures(staged)
-            n_targets = torch.tensor([ex.step_targets for ex in staged], dtype=torch.float64).T  # (spe, M)
-            exposure_sum = torch.zeros(M, device=device, dtype=torch.float64)
-            for j in range(spe):
+            n_targets = torch.stack([ex.step_target_counts for ex in staged], dim=1)  # (spe, M)
+            for j in range(plan.steps_per_exposure):
                 length = max(ex.lengths[j] for ex in staged)
                 idx = orders[:, j * batch_size : (j + 1) * batch_size]
                 x = tokens[:, :, :length][rows, idx]
                 y = targets[:, :, :length][rows, idx]
-                rates = [lr_at(step, total_steps, v, warmup, min_lr_ratio) for v in lrs]
-                counts = n_targets[j].to(device)
-                loss = stacked_nll(engine, base, stack.params, x, y, autocast) / counts.clamp(min=1).float()
+                rates = [c.lr_at(step, plan.total_steps) for c in configs]
+                loss = stacked_nll(engine, base, stack.params, x, y, plan.autocast) / n_targets[j].clamp(min=1).float()
                 optimizer.zero_grad()
                 with warnings.catch_warnings():  # grads are strided views of one matrix, on purpose
                     warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
                     loss.sum().backward()
                 optimizer.step(torch.tensor(rates))
                 step += 1
-                loss = loss.detach()
-                window_sum += loss
-                window_n += 1
-                exposure_sum += loss.double() * counts
-                for m, ex in enumerate(staged):
-                    histories[m].tokens_seen += ex.step_tokens[j]
-                if step % log_every == 0 or step == total_steps:
-                    means = (window_sum / window_n).tolist()
-                    for m, history in enumerate(histories):
-                        history.steps.append(step)
-                        history.exposures.append(step / spe)
-                        history.tokens.append(history.tokens_seen)
-                        history.losses.append(means[m])
-                        history.lrs.append(rates[m])
-                    window_sum.zero_()
-                    window_n = 0
+                if log.step(step, loss.detach(), n_targets[j], [ex.step_tokens[j] for ex in staged], rates):
                     bar.update(step - bar.n)
-            finals = (exposure_sum / n_targets.sum(0).clamp(min=1).to(device)).tolist()
-            for history, final in zip(histories, finals, strict=True):
-                history.final_loss = final
+            log.end_exposure(n_targets.sum(0))
         wall = time.perf_counter() - t0
         for history in histories:
             history.wall_time = wall / M
@@ -550,16 +519,12 @@ def train_batched(
 
 @dataclass
 class RunSetup:
-    """What one sweep run trains: a model, its dataset and the arguments of ``train`` for it."""
+    """What one sweep run trains: a model, its dataset and its recipe."""
 
     model: nn.Module
     dataset: TokenDataset
-    train_kwargs: dict[str, Any] = field(default_factory=dict)
+    config: TrainConfig = field(default_factory=TrainConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # anything ``finish`` wants back
-
-
-# train() arguments that may differ between models of one batch (train_batched takes them per model)
-PER_MODEL_KWARGS = ("lr", "seed", "weight_decay", "grad_clip")
 
 
 class BatchableRun(ABC):
@@ -569,9 +534,9 @@ class BatchableRun(ABC):
     this class provides the three faces the executors of ``labkit.sweep`` use:
 
     - ``__call__(config)``: one run, trained by ``labkit.train.train`` (what the serial executor does);
-    - ``shape_key(config)``: runs with equal keys can train together (same ModelConfig, n_items,
-      exposures, batch size and shared settings; lr, seed, weight decay, clipping and data may
-      differ); None for runs that cannot batch (MoE, other model classes, checkpointing);
+    - ``shape_key(config)``: runs with equal keys can train together (same ModelConfig, n_items, frozen
+      parameters and shared recipe; learning rate, seed, weight decay, clipping and data may differ);
+      None for runs that cannot batch (MoE, other model classes);
     - ``run_many(configs)``: runs of one key trained by ``train_batched``, one result per config.
 
     Define subclasses in a module, not a notebook cell: the process executor pickles them by reference.
@@ -579,7 +544,7 @@ class BatchableRun(ABC):
 
     @abstractmethod
     def setup(self, config: dict[str, Any]) -> RunSetup:
-        """Build the (untrained) model and dataset of ``config`` and the ``train`` arguments."""
+        """Build the (untrained) model and dataset of ``config`` and its recipe."""
 
     @abstractmethod
     def finish(self, config: dict[str, Any], setup: RunSetup, history: TrainHistory) -> dict[str, Any]:
@@ -587,7 +552,7 @@ class BatchableRun(ABC):
 
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
         s = self.setup(config)
-        return self.finish(config, s, train(s.model, s.dataset, **{"progress": False, **s.train_kwargs}))
+        return self.finish(config, s, train(s.model, s.dataset, s.config, progress=False))
 
     def shape_key(self, config: dict[str, Any]) -> Hashable | None:
         """What must be equal for runs to train together. Builds the run; override to make it cheaper."""
@@ -598,29 +563,15 @@ class BatchableRun(ABC):
         keys = {_shape_key(s) for s in setups}
         if None in keys or len(keys) != 1:
             raise ValueError("run_many needs configs of one shape key (see shape_key)")
-        shared = {k: v for k, v in setups[0].train_kwargs.items() if k not in PER_MODEL_KWARGS and k != "resume"}
-        shared.setdefault("progress", False)
-        per_model = {
-            "lr": [s.train_kwargs.get("lr", 5e-3) for s in setups],
-            "seeds": [s.train_kwargs.get("seed", 0) for s in setups],
-            "weight_decay": [s.train_kwargs.get("weight_decay", 0.05) for s in setups],
-            "grad_clip": [s.train_kwargs.get("grad_clip", 1.0) for s in setups],
-        }
-        histories = train_batched([s.model for s in setups], [s.dataset for s in setups], **shared, **per_model)
+        histories = train_batched([s.model for s in setups], [s.dataset for s in setups],
+                                  [s.config for s in setups], progress=False)
         return [self.finish(c, s, h) for c, s, h in zip(configs, setups, histories, strict=True)]
 
 
-# train() arguments that train_batched takes (under the same name or per model), or that are moot without checkpoints
-_BATCHED_KWARGS = (set(inspect.signature(train_batched).parameters) - {"models", "datasets", "seeds"}
-                   | set(PER_MODEL_KWARGS) | {"resume"})
-
-
 def _shape_key(setup: RunSetup) -> Hashable | None:
-    """None when the run cannot train batched: not a dense labkit Transformer, or train() arguments
-    that train_batched lacks (checkpoints, callbacks)."""
-    if not batchable(setup.model) or set(setup.train_kwargs) - _BATCHED_KWARGS:
+    """None when the run cannot train batched (not a dense labkit Transformer)."""
+    if not batchable(setup.model):
         return None
-    shared = tuple(sorted((k, repr(v)) for k, v in setup.train_kwargs.items()
-                          if k not in PER_MODEL_KWARGS and k != "progress"))
     frozen = tuple(n for n, p in setup.model.named_parameters() if not p.requires_grad)
+    shared = tuple(sorted((k, repr(v)) for k, v in setup.config.shared().items()))
     return (setup.model.cfg, setup.dataset.n_items, shared, frozen)

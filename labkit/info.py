@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from labkit.data import check_int
+from labkit.checks import check_int
 
 LN2 = math.log(2.0)
 LOG2E = 1.0 / LN2

@@ -1,8 +1,13 @@
-"""Training: exposures → steps, AdamW, warmup + cosine, gradient clipping, seeds, atomic checkpoints.
+"""Training: one recipe (``TrainConfig``) and the loop that applies it to one model.
 
-Why one trainer for the whole lab: every chapter compares *bits learned per parameter* across models,
-exposures and datasets, and that comparison is only fair when the optimisation recipe (REFERENCE §4,
-§12: AdamW, betas (0.9, 0.98), 2% warmup, cosine to 0.1×) and the meaning of "exposure" are identical.
+Why one recipe for the whole lab: every chapter compares *bits learned per parameter* across models,
+exposures and datasets, and that comparison is only fair when the optimisation recipe and the meaning
+of "exposure" are identical everywhere. ``TrainConfig`` writes every default once (AdamW with betas
+(0.9, 0.98), 2% linear warmup, cosine decay to 0.1×, clipping at 1, the recipe of Part 3.3,
+allenzhu2024physics33, with the learning rate and weight decay that suit the lab's tiny CPU models);
+``train`` (one model) and ``labkit.batched.train_batched`` (many same-shape models at once) are two
+loops over the same pieces defined here: the schedule (``lr_at``), the optimizer groups
+(``param_groups``), the data of an exposure (``stage_exposure``) and the loss history (``LossLog``).
 
 Exposure (the unit of training)
     One exposure = every item's record (person, library item) seen exactly once. Exposure ``e`` trains
@@ -14,45 +19,115 @@ Exposure (the unit of training)
     Part 3.3 counts exposures through tokens instead: it trains on biographies packed into 512-token
     windows and calls "E exposures" the number of training tokens divided by N × (tokens per
     biography). Packing splits biographies across windows and the tokens per biography vary with the
-    templates, so a person's knowledge is seen *about* E times there (and the paper's accounting is not
-    fully consistent between sections); here every record is seen *exactly* E times, with the whole
-    record in one context. ``TrainHistory.tokens_seen`` gives the token count for comparison.
+    templates, so a person's knowledge is seen *about* E times there; here every record is seen
+    *exactly* E times, with the whole record in one context. ``TrainHistory.tokens_seen`` gives the
+    token count for comparison.
 
-Threads: ``train`` leaves ``torch.set_num_threads`` to the caller. On the 2-core lab machine one job
-with 2 threads, or two jobs with 1 thread each (better for sweeps, REFERENCE §12), are both sensible,
-and only the caller knows which one it is running.
+Threads: ``train`` leaves ``torch.set_num_threads`` to the caller (``labkit.setup`` or a sweep
+executor), since only the caller knows whether other runs share the CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit.checkpoint import Checkpointer
+from labkit.checks import check_choice, check_fraction, check_int, check_positive, invalid
 from labkit.data.base import TokenBatch, TokenDataset
 from labkit.loss import IGNORE_INDEX
-from labkit.runtime import atomic_write_bytes, resolve_device, seed_everything
+from labkit.runtime import resolve_device, seed_everything
 
-CHECKPOINT_FORMAT = 1
 DEFAULT_MOE_AUX_WEIGHT = 0.01
+AMP_CHOICES = ("auto", "bf16", "off", "fp32", True, False, None)
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be trusted (corrupt, truncated, or from a different run)."""
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe: what a run is trained *with*, every default written once.
+
+    ``exposures``: how often every record is seen; ``batch_size``: items per optimizer step; ``lr``: the
+    peak learning rate, reached after a ``warmup`` fraction of the steps and decayed by a cosine to
+    ``min_lr_ratio × lr`` at the last step; AdamW with ``betas`` and decoupled ``weight_decay`` on
+    matrices (``param_groups``); gradient-norm clipping at ``grad_clip`` (None or 0: off); ``amp``: the
+    forward pass's precision (``autocast_context``); ``seed``: initialisation-independent randomness of
+    the loop (item order, dropout). Defaults: the best CPU recipe of the lab's tiny models (lr 5e-3,
+    batch 128, weight decay 0.05) and Part 3.3's shorter budget of 100 exposures.
+
+    Where the run executes (device), how it reports (progress, log interval) and whether it writes
+    checkpoints are not part of the recipe: they do not change what is learned.
+    """
+
+    exposures: int = 100
+    batch_size: int = 128
+    lr: float = 5e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.02
+    min_lr_ratio: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float | None = 1.0
+    amp: str | bool | None = "auto"
+    seed: int = 0
+
+    #: fields that may differ between models trained together by ``labkit.batched.train_batched``
+    PER_MODEL = ("lr", "weight_decay", "grad_clip", "seed")
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__  # frozen: normalise once, here
+        put(self, "exposures", check_int("exposures", self.exposures, 1))
+        put(self, "batch_size", check_int("batch_size", self.batch_size, 1))
+        put(self, "lr", check_positive("lr", self.lr))
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, int | float) \
+                or not self.weight_decay >= 0:
+            raise invalid("weight_decay", self.weight_decay, "a number >= 0")
+        put(self, "weight_decay", float(self.weight_decay))
+        put(self, "warmup", check_fraction("warmup", self.warmup, closed=False))
+        put(self, "min_lr_ratio", check_fraction("min_lr_ratio", self.min_lr_ratio))
+        betas = tuple(self.betas) if isinstance(self.betas, Sequence) else ()
+        if len(betas) != 2 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas):
+            raise invalid("betas", self.betas, "two numbers in [0, 1)")
+        put(self, "betas", (float(betas[0]), float(betas[1])))
+        if self.grad_clip is not None:
+            if isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, int | float) \
+                    or not self.grad_clip >= 0:
+                raise invalid("grad_clip", self.grad_clip, "None or a number >= 0 (0: off)")
+            put(self, "grad_clip", float(self.grad_clip) or None)
+        check_choice("amp", self.amp, AMP_CHOICES)
+        put(self, "seed", check_int("seed", self.seed, 0))
+
+    @classmethod
+    def of(cls, config: TrainConfig | None = None, **changes: Any) -> TrainConfig:
+        """``config`` (default: the defaults) with ``changes`` applied; unknown names fail in one line."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        for name in changes:
+            if name not in allowed:
+                raise invalid("training setting", name, ", ".join(allowed))
+        return dataclasses.replace(config or cls(), **changes)
+
+    def shared(self) -> dict[str, Any]:
+        """The fields models trained together must share (all but ``PER_MODEL``)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.PER_MODEL}
+
+    def steps_per_exposure(self, n_items: int) -> int:
+        """Optimizer steps that show every item once: ``ceil(n_items / batch_size)``."""
+        return steps_per_exposure(n_items, self.batch_size)
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate of optimizer step ``step`` of ``total_steps`` under this recipe."""
+        return lr_at(step, total_steps, self.lr, self.warmup, self.min_lr_ratio)
 
 
 @dataclass
@@ -81,6 +156,19 @@ class TrainHistory:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy (for sweep results)."""
         return asdict(self)
+
+    def summary(self, points: int = 50) -> dict[str, list[float]]:
+        """About ``points`` (exposure, loss) pairs, evenly spaced with the last one kept, rounded: the
+        loss curve a sweep record stores (the full history would dwarf the result)."""
+        n = len(self.losses)
+        keep = sorted({round(i * (n - 1) / max(1, points - 1)) for i in range(points)}) if n else []
+        return {"exposures": [round(self.exposures[i], 3) for i in keep],
+                "losses": [round(self.losses[i], 5) for i in keep]}
+
+
+# --------------------------------------------------------------------------------------------------
+# The pieces both loops use
+# --------------------------------------------------------------------------------------------------
 
 
 def steps_per_exposure(n_items: int, batch_size: int) -> int:
@@ -119,13 +207,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
-    """AdamW, fused where torch supports it: the fused step is ~5× faster than the loop on CPU for tiny models."""
-    groups = param_groups(model, weight_decay)
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW of the recipe, fused where torch supports it (far fewer kernel launches per step)."""
+    groups = param_groups(model, config.weight_decay)
     try:
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=True)
     except (RuntimeError, ValueError):  # device or dtype without a fused kernel
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, foreach=True)
 
 
 def record_lengths(batch: TokenBatch) -> torch.Tensor:
@@ -179,122 +267,16 @@ def moe_aux_loss(model: nn.Module) -> torch.Tensor | None:
     return getattr(getattr(model, "cfg", None), "moe_aux_weight", DEFAULT_MOE_AUX_WEIGHT) * aux
 
 
-def autocast_context(device: torch.device, amp: str | bool) -> AbstractContextManager:
+def autocast_context(device: torch.device, amp: str | bool | None) -> AbstractContextManager:
     """The forward pass's precision: bf16 autocast on CUDA by default, fp32 elsewhere.
 
     Why not bf16 on the CPU too: for the lab's tiny models the casts cost more than the faster matmuls
-    gain (measured on the 2-core AVX512-BF16 CPU: a 40k-parameter step 2× slower); it only pays above
-    a few million parameters (DESIGN). ``amp``: "auto", "bf16" / True, "off" / "fp32" / False / None.
+    gain (benchmarks/README.md); it only pays above a few million parameters. ``amp``: "auto",
+    "bf16" / True, "off" / "fp32" / False / None.
     """
-    if amp == "auto":
-        enabled = device.type == "cuda"
-    elif amp in (True, "bf16"):
-        enabled = True
-    elif amp in (False, None, "off", "fp32"):
-        enabled = False
-    else:
-        raise ValueError(f"amp={amp!r} is not valid; allowed: 'auto', 'bf16', 'off', True, False")
+    check_choice("amp", amp, AMP_CHOICES)
+    enabled = device.type == "cuda" if amp == "auto" else amp in (True, "bf16")
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-#
-# A checkpoint is a pair of files in checkpoint_dir: ``step-<k>.safetensors`` (the weights) and
-# ``step-<k>.pt`` (torch.save of plain containers, loadable with weights_only=True: step, optimizer
-# state, torch RNG states, loss-history accumulators, a fingerprint of the run's settings and the
-# sha256 of the weights file). Each file is written to a temp file in the same directory, fsynced and
-# moved into place with os.replace; the state file is written *last*, so it is the commit marker: a
-# kill between the two writes leaves an orphan weights file that resume ignores. Older checkpoints are
-# deleted after a new one is committed. A state file that is unreadable, or whose weights are missing
-# or do not match its hash, raises CheckpointError instead of being loaded or silently skipped.
-# --------------------------------------------------------------------------------------------------
-
-
-def _weights_bytes(model: nn.Module) -> bytes:
-    """safetensors bytes of the state dict; tied tensors are stored once and re-linked on load."""
-    tensors: dict[str, torch.Tensor] = {}
-    aliases: dict[str, str] = {}
-    seen: dict[tuple[Any, ...], str] = {}
-    for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
-        if key in seen:
-            aliases[name] = seen[key]
-            continue
-        seen[key] = name
-        tensors[name] = tensor.detach().cpu().contiguous()
-    return safetensors.torch.save(tensors, metadata={"aliases": json.dumps(aliases)})
-
-
-def _load_weights(model: nn.Module, data: bytes) -> None:
-    tensors = safetensors.torch.load(data)
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    for name, source in json.loads(header.get("__metadata__", {}).get("aliases", "{}")).items():
-        tensors[name] = tensors[source]
-    model.load_state_dict(tensors, strict=True)
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Write the model's weights to a safetensors file, atomically (for sharing a trained model)."""
-    atomic_write_bytes(Path(path), _weights_bytes(model))
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load weights written by ``save_weights`` or a trainer checkpoint into ``model`` (strict)."""
-    _load_weights(model, Path(path).read_bytes())
-
-
-def _checkpoint_paths(directory: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in directory.glob("step-*.pt"):
-        try:
-            found.append((int(path.stem.split("-", 1)[1]), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def _save_checkpoint(directory: Path, step: int, model: nn.Module, state: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = _weights_bytes(model)
-    stem = f"step-{step:09d}"
-    atomic_write_bytes(directory / f"{stem}.safetensors", weights)
-    buffer = io.BytesIO()
-    torch.save({**state, "weights_sha256": hashlib.sha256(weights).hexdigest()}, buffer)
-    atomic_write_bytes(directory / f"{stem}.pt", buffer.getvalue())
-    # older checkpoints, orphans of interrupted writes and temp files of killed writes (one writer per dir)
-    for path in [*directory.glob("step-*"), *directory.glob(".step-*.tmp")]:
-        if path.name.split(".")[0] != stem:
-            path.unlink(missing_ok=True)
-
-
-def _read_checkpoint(directory: Path) -> tuple[dict[str, Any], bytes] | None:
-    """The latest committed checkpoint's state and weights bytes, verified; None if there is none."""
-    found = _checkpoint_paths(directory) if directory.is_dir() else []
-    if not found:
-        return None
-    _, state_path = found[-1]
-    weights_path = state_path.with_suffix(".safetensors")
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        weights = weights_path.read_bytes()
-    except Exception as err:  # unpickling errors vary by torch version; any failure means "corrupt"
-        raise CheckpointError(
-            f"checkpoint {state_path} cannot be read ({err}); delete it or pass resume=False"
-        ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {state_path} has an unknown format; delete it or pass resume=False")
-    if hashlib.sha256(weights).hexdigest() != state.get("weights_sha256"):
-        raise CheckpointError(
-            f"weights {weights_path} do not match {state_path} (corrupt); delete them or resume=False"
-        )
-    return state, weights
-
-
-# --------------------------------------------------------------------------------------------------
-# The training loop
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -308,6 +290,13 @@ class StagedExposure:
     lengths: list[int]  # trimmed sequence length of each step's minibatch
     step_tokens: list[int]  # non-pad tokens of each step's minibatch
     step_targets: list[int]  # loss targets of each step's minibatch
+    step_target_counts: torch.Tensor  # the same as float64 on the device (what LossLog weighs losses by)
+
+    def minibatch(self, j: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of step ``j`` of the exposure, trimmed to that minibatch's length."""
+        idx = self.order[j * batch_size : (j + 1) * batch_size]
+        return (self.tokens.index_select(0, idx)[:, : self.lengths[j]],
+                self.targets.index_select(0, idx)[:, : self.lengths[j]])
 
 
 def _stage(batch: TokenBatch, device: torch.device, cache: dict[str, Any]) -> tuple[torch.Tensor, ...]:
@@ -335,186 +324,206 @@ def stage_exposure(
     tokens, targets, lengths, n_targets = _stage(batch, device, cache)
     order = exposure_permutation(seed, e, dataset.n_items)
     per_step = torch.split(lengths[order], batch_size)
+    step_targets = [int(chunk.sum()) for chunk in torch.split(n_targets[order], batch_size)]
     return StagedExposure(
         tokens=tokens,
         targets=targets,
         order=order.to(device),
         lengths=[int(chunk.max()) for chunk in per_step],
         step_tokens=[int(chunk.sum()) for chunk in per_step],
-        step_targets=[int(chunk.sum()) for chunk in torch.split(n_targets[order], batch_size)],
+        step_targets=step_targets,
+        step_target_counts=torch.tensor(step_targets, dtype=torch.float64, device=device),
     )
 
 
-def _data_digest(dataset: TokenDataset) -> str:
-    """Hash of exposure 0's tokens: a checkpoint must not be resumed on other data (e.g. another data seed)."""
-    return hashlib.sha256(dataset.exposure(0).tokens.cpu().numpy().tobytes()).hexdigest()[:16]
+
+class LossLog:
+    """The loss history of M models trained in lockstep (M = 1 for ``train``).
+
+    Step losses are summed on the device and read back only at logged points (a device sync per
+    logged point, not per step); ``end_exposure`` turns the target-weighted sum of the exposure into
+    ``final_loss``. Its ``state`` goes into checkpoints, so a resumed run continues the same averages.
+    """
+
+    def __init__(self, histories: Sequence[TrainHistory], device: torch.device, log_every: int) -> None:
+        self.histories = list(histories)
+        self.log_every = log_every
+        self.window_sum = torch.zeros(len(histories), device=device)
+        self.window_n = 0
+        self.exposure_sum = torch.zeros(len(histories), device=device, dtype=torch.float64)
+
+    def step(self, step: int, losses: torch.Tensor, targets: torch.Tensor, tokens: Sequence[int],
+             rates: Sequence[float]) -> list[float] | None:
+        """Record optimizer step ``step`` (1-based): detached per-model mean losses (M,), their loss
+        targets (M,) and non-pad tokens; returns the window means when this step is a logged point."""
+        self.window_sum += losses
+        self.window_n += 1
+        self.exposure_sum += losses.double() * targets
+        for history, n in zip(self.histories, tokens, strict=True):
+            history.tokens_seen += int(n)
+        total = self.histories[0].total_steps
+        if step % self.log_every and step != total:
+            return None
+        means = (self.window_sum / self.window_n).tolist()
+        for history, mean, rate in zip(self.histories, means, rates, strict=True):
+            history.steps.append(step)
+            history.exposures.append(step / history.steps_per_exposure)
+            history.tokens.append(history.tokens_seen)
+            history.losses.append(mean)
+            history.lrs.append(rate)
+        self.window_sum.zero_()
+        self.window_n = 0
+        return means
+
+    def end_exposure(self, targets: torch.Tensor) -> None:
+        """Close an exposure whose models had ``targets`` (M,) loss targets in all."""
+        finals = (self.exposure_sum / targets.to(self.exposure_sum).clamp(min=1)).tolist()
+        for history, final in zip(self.histories, finals, strict=True):
+            history.final_loss = final
+        self.exposure_sum.zero_()
+
+    def state(self) -> dict[str, Any]:
+        return {"histories": [h.to_dict() for h in self.histories], "window_sum": self.window_sum.tolist(),
+                "window_n": self.window_n, "exposure_sum": self.exposure_sum.tolist()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        for history, saved in zip(self.histories, state["histories"], strict=True):
+            history.__dict__.update(TrainHistory(**saved).__dict__)
+        self.window_sum.copy_(torch.tensor(state["window_sum"]))
+        self.window_n = int(state["window_n"])
+        self.exposure_sum.copy_(torch.tensor(state["exposure_sum"], dtype=torch.float64))
 
 
-def _fingerprint(**settings: Any) -> str:
-    """The settings a checkpoint must share with the run that resumes it (JSON, compared as a string)."""
-    return json.dumps(settings, sort_keys=True, default=str)
+@dataclass(frozen=True)
+class TrainPlan:
+    """What both loops derive from a recipe before the first step: device, precision, step counts."""
+
+    config: TrainConfig
+    device: torch.device
+    autocast: AbstractContextManager
+    steps_per_exposure: int
+    total_steps: int
+    log_every: int
+
+    @classmethod
+    def make(cls, config: TrainConfig, n_items: int, device: str | torch.device = "auto",
+             log_every: int | None = None) -> TrainPlan:
+        """Resolve the device, seed every generator with ``config.seed`` and count the steps.
+
+        ``log_every``: steps between logged losses (default: about 200 points per run)."""
+        device = resolve_device(device)
+        seed_everything(config.seed)
+        spe = config.steps_per_exposure(n_items)
+        total = spe * config.exposures
+        if log_every is not None:
+            check_int("log_every", log_every, 1)
+        return cls(config, device, autocast_context(device, config.amp), spe, total,
+                   log_every or max(1, total // 200))
+
+    def histories(self, n: int) -> list[TrainHistory]:
+        return [TrainHistory(total_steps=self.total_steps, steps_per_exposure=self.steps_per_exposure,
+                             device=str(self.device)) for _ in range(n)]
+
+
+def progress_bar(plan: TrainPlan, initial: int, enabled: bool, desc: str):
+    """The tqdm bar of a training loop (updated at logged points only)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=plan.total_steps, initial=initial, disable=not enabled, desc=desc, unit="step", leave=False)
+
+
+def _fingerprint(config: TrainConfig, dataset: TokenDataset, device: torch.device) -> str:
+    """The settings a checkpoint must share with the run that resumes it, with a hash of exposure 0's
+    tokens (a checkpoint must not be resumed on other data, e.g. another data seed)."""
+    digest = hashlib.sha256(dataset.exposure(0).tokens.cpu().numpy().tobytes()).hexdigest()[:16]
+    return json.dumps({**asdict(config), "data": digest, "n_items": dataset.n_items,
+                       "kind": getattr(dataset, "kind", "?"), "device_type": device.type}, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------------
 
 
 def train(
     model: nn.Module,
     dataset: TokenDataset,
-    exposures: int = 100,
-    batch_size: int = 128,
-    lr: float = 5e-3,
-    seed: int = 0,
-    device: str | torch.device = "auto",
+    config: TrainConfig | None = None,
     *,
-    weight_decay: float = 0.05,
-    warmup: float = 0.02,
-    min_lr_ratio: float = 0.1,
-    betas: tuple[float, float] = (0.9, 0.98),
-    grad_clip: float | None = 1.0,
-    amp: str | bool = "auto",
+    device: str | torch.device = "auto",
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = True,
     progress: bool = True,
     log_every: int | None = None,
     callback: Callable[[int], None] | None = None,
+    **recipe: Any,
 ) -> TrainHistory:
-    """Train ``model`` in place on ``dataset`` for ``exposures`` exposures; return the loss history.
+    """Train ``model`` in place on ``dataset`` with the recipe ``config`` (``recipe``: changes to it,
+    e.g. ``train(model, data, exposures=1000, lr=3e-2)``); return the loss history.
 
-    Steps: ``ceil(dataset.n_items / batch_size) × exposures`` (see the module docstring for how this
-    relates to Part 3.3's token-based count). Loss: mean cross-entropy (nats) over the ``loss_mask``
-    targets of the minibatch, plus the model's MoE load-balancing loss when it exposes ``aux_loss``.
-    Optimiser: AdamW (decay on ≥2-D tensors only, see ``param_groups``), linear warmup over a
-    ``warmup`` fraction of the steps, cosine decay to ``min_lr_ratio × lr``, gradient-norm clipping
-    at ``grad_clip`` (None or 0: off). Defaults (lr 5e-3, batch 128, weight decay 0.05) are REFERENCE
-    §12's best CPU recipe; 100 exposures is Part 3.3's shorter budget.
+    Loss: mean cross-entropy (nats) over the ``loss_mask`` targets of the minibatch, plus the model's
+    MoE load-balancing loss when it has one. Same seed, same machine → identical numbers; the model is
+    moved to ``device`` (``"auto"``: CUDA when visible) and stays there.
 
-    Reproducibility: ``seed_everything(seed)`` is called first (dropout, if any, draws from it); the
-    item order of exposure e depends only on (seed, e). Same seed, same machine → identical numbers.
-    The model is moved to ``device`` (``"auto"``: CUDA when visible) and stays there.
-
-    Checkpoints: with ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps (if
-    set) and at the end. With ``resume=True`` an existing checkpoint of the *same* run (same data,
-    settings and model shapes) is loaded and training continues from its step, giving
-    bit-identical final weights on CPU; a finished run returns at once. A checkpoint of different
-    settings raises ValueError, an untrustworthy one CheckpointError. ``resume=False`` starts over.
-
-    ``log_every``: steps between logged losses (default: ~200 points per run); only logging forces a
-    device sync. ``callback(step)`` is called after every optimizer step (for evaluations during
-    training, or to interrupt a run in tests); it costs one Python call per step.
+    Checkpoints: with ``checkpoint_dir``, one every ``checkpoint_every`` steps (if set) and one at the
+    end. With ``resume=True`` a checkpoint of the *same* run (same data, recipe and model shapes) is
+    loaded and training continues from its step, to bit-identical final weights on the CPU; a finished
+    run returns at once. Other settings raise ValueError, an untrustworthy checkpoint CheckpointError.
+    ``callback(step)`` runs after every optimizer step (evaluations during training, interrupts in tests).
     """
-    if exposures < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"exposures={exposures}, batch_size={batch_size}, lr={lr}: all must be positive")
-    if not 0 <= warmup < 1:
-        raise ValueError(f"warmup={warmup!r} is not valid; allowed: a fraction of the steps in [0, 1)")
+    config = TrainConfig.of(config, **recipe)
     if checkpoint_every and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir")
-    device = resolve_device(device)
-    seed_everything(seed)
-    was_training = model.training
-    model.to(device)
-    autocast = autocast_context(device, amp)
-    spe = steps_per_exposure(dataset.n_items, batch_size)
-    total_steps = spe * exposures
-    log_every = log_every or max(1, total_steps // 200)
-    optimizer = make_optimizer(model, lr, weight_decay, betas)
+    plan = TrainPlan.make(config, dataset.n_items, device, log_every)
+    model.to(plan.device)
+    optimizer = make_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(
-        data=_data_digest(dataset) if ckpt_dir is not None else None,
-        n_items=dataset.n_items, kind=getattr(dataset, "kind", "?"), exposures=exposures, batch_size=batch_size,
-        lr=lr, seed=seed, weight_decay=weight_decay, warmup=warmup, min_lr_ratio=min_lr_ratio, betas=list(betas),
-        grad_clip=grad_clip, amp=str(amp), device_type=device.type,
-    )  # fmt: skip
-
-    # Loop state; everything here goes into a checkpoint, so a resumed run continues it exactly.
-    history = TrainHistory(total_steps=total_steps, steps_per_exposure=spe, device=str(device))
-    step, elapsed = 0, 0.0
-    window_sum = torch.zeros((), device=device)  # step losses since the last log point (no sync per step)
-    window_n = 0
-    exposure_sum = torch.zeros((), device=device, dtype=torch.float64)  # target-weighted loss, this exposure
-    found = _read_checkpoint(ckpt_dir) if ckpt_dir is not None and resume else None
-    state = None if found is None else found[0]
-    if found is not None:
-        if state["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"checkpoint in {ckpt_dir} was written by a run with other settings:\n  {state['fingerprint']}\n"
-                f"this run:\n  {fingerprint}\nuse another checkpoint_dir or resume=False"
-            )
-        try:
-            _load_weights(model, found[1])
-        except Exception as err:
-            raise CheckpointError(f"the checkpoint in {ckpt_dir} does not fit this model ({err})") from err
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-        history = TrainHistory(**state["history"])
-        step, elapsed, window_n = int(state["step"]), float(state["elapsed"]), int(state["window_n"])
-        window_sum.fill_(state["window_sum"])
-        exposure_sum.fill_(state["exposure_sum"])
-
-    def checkpoint() -> None:
-        state = {
-            "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "step": step, "elapsed": elapsed,
-            "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "history": history.to_dict(), "window_sum": float(window_sum), "window_n": window_n,
-            "exposure_sum": float(exposure_sum),
-        }  # fmt: skip
-        _save_checkpoint(ckpt_dir, step, model, state)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="train", unit="step", leave=False)
+    (history,) = plan.histories(1)
+    log = LossLog([history], plan.device, plan.log_every)
+    ckpt = None if checkpoint_dir is None else Checkpointer(
+        checkpoint_dir, _fingerprint(config, dataset, plan.device), checkpoint_every)
+    restored = ckpt.restore(model, optimizer) if ckpt is not None and resume else None
+    step, elapsed = (restored["step"], restored["loop"]["elapsed"]) if restored else (0, 0.0)
+    if restored:
+        log.load(restored["loop"]["log"])
+    bar = progress_bar(plan, step, progress, "train")
     cache: dict[str, Any] = {}
     t0 = time.perf_counter() - elapsed
+    was_training = model.training
     model.train()
     try:
-        while step < total_steps:
-            e, j0 = divmod(step, spe)
-            ex = stage_exposure(dataset, e, seed, batch_size, device, cache)
-            for j in range(j0, spe):
-                idx = ex.order[j * batch_size : (j + 1) * batch_size]
-                x = ex.tokens.index_select(0, idx)[:, : ex.lengths[j]]
-                y = ex.targets.index_select(0, idx)[:, : ex.lengths[j]]
-                rate = lr_at(step, total_steps, lr, warmup, min_lr_ratio)
+        while step < plan.total_steps:
+            e, j0 = divmod(step, plan.steps_per_exposure)
+            ex = stage_exposure(dataset, e, config.seed, config.batch_size, plan.device, cache)
+            for j in range(j0, plan.steps_per_exposure):
+                x, y = ex.minibatch(j, config.batch_size)
+                rate = config.lr_at(step, plan.total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = rate
-                with autocast:
+                with plan.autocast:
                     loss = model_loss(model, x, y)
                 aux = moe_aux_loss(model)
                 optimizer.zero_grad(set_to_none=True)
                 (loss if aux is None else loss + aux).backward()
-                if grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip, foreach=True)
                 optimizer.step()
                 step += 1
-                loss = loss.detach()
-                window_sum += loss
-                window_n += 1
-                exposure_sum += loss * ex.step_targets[j]
-                history.tokens_seen += ex.step_tokens[j]
-                if step % log_every == 0 or step == total_steps:
-                    mean = float(window_sum) / window_n
-                    history.steps.append(step)
-                    history.exposures.append(step / spe)
-                    history.tokens.append(history.tokens_seen)
-                    history.losses.append(mean)
-                    history.lrs.append(rate)
-                    window_sum.zero_()
-                    window_n = 0
+                means = log.step(step, loss.detach().reshape(1), ex.step_target_counts[j : j + 1],
+                                 ex.step_tokens[j : j + 1], [rate])
+                if means is not None:
                     bar.update(step - bar.n)
-                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{means[0]:.4f}", refresh=False)
                 if callback is not None:
                     callback(step)
-                if ckpt_dir is not None and checkpoint_every and step % checkpoint_every == 0 and step < total_steps:
-                    elapsed = time.perf_counter() - t0
-                    checkpoint()
-            history.final_loss = float(exposure_sum) / max(sum(ex.step_targets), 1)
-            exposure_sum.zero_()
-        if state is None or state["step"] < total_steps:  # not a finished run loaded from its checkpoint
-            history.wall_time = elapsed = time.perf_counter() - t0
-            if ckpt_dir is not None:
-                checkpoint()
+                if ckpt is not None and ckpt.due(step, plan.total_steps):
+                    ckpt.save(step, model, optimizer, {"elapsed": time.perf_counter() - t0, "log": log.state()})
+            log.end_exposure(ex.step_target_counts.sum().reshape(1))
+        if restored is None or restored["step"] < plan.total_steps:  # not a finished run loaded from disk
+            history.wall_time = time.perf_counter() - t0
+            if ckpt is not None:
+                ckpt.save(step, model, optimizer, {"elapsed": history.wall_time, "log": log.state()})
     finally:
         bar.close()
         model.train(was_training)

@@ -27,7 +27,7 @@ from labkit.batched import (
 from labkit.measure import bits_learned
 from labkit.model import Transformer, tiny
 from labkit.sweep import _plan, auto_executor, batched_executor, process_executor, run_sweep
-from labkit.train import lr_at, train
+from labkit.train import TrainConfig, lr_at, train
 
 # Adam amplifies float rounding: the *same* separate run computed with two loss implementations that
 # agree in exact arithmetic (labkit.loss vs F.cross_entropy; gradients equal to 2e-7) ends 1.3e-4 apart
@@ -46,12 +46,12 @@ def assert_close_models(a: torch.nn.Module, b: torch.nn.Module, rtol: float = RT
 def separate_and_batched(datasets, cfg, lrs, seeds, inits, engine="auto", **kwargs):
     """Train copies of the same initial models once separately (train) and once together."""
     common = dict(progress=False, device="cpu")
+    configs = [TrainConfig(lr=lr, seed=s, **{k: (v[i] if isinstance(v, list) else v) for k, v in kwargs.items()})
+               for i, (lr, s) in enumerate(zip(lrs, seeds, strict=True))]
     separate = [Transformer(cfg, seed=i) for i in inits]
-    histories = [train(m, d, lr=lr, seed=s, **common, **{k: (v[i] if isinstance(v, list) else v)
-                                                             for k, v in kwargs.items()})
-                 for i, (m, d, lr, s) in enumerate(zip(separate, datasets, lrs, seeds, strict=True))]
+    histories = [train(m, d, c, **common) for m, d, c in zip(separate, datasets, configs, strict=True)]
     together = [Transformer(cfg, seed=i) for i in inits]
-    batched = train_batched(together, datasets, lr=lrs, seeds=seeds, engine=engine, **common, **kwargs)
+    batched = train_batched(together, datasets, configs, engine=engine, **common)
     return separate, histories, together, batched
 
 
@@ -101,7 +101,8 @@ def test_frozen_parameters_stay_frozen():
     frozen = models["batched"][0].blocks[0].attn.qkv.weight.detach().clone()
     for model, seed in zip(models["separate"], (0, 1), strict=True):
         train(model, data, exposures=3, batch_size=8, seed=seed, progress=False, device="cpu")
-    train_batched(models["batched"], data, exposures=3, batch_size=8, seeds=[0, 1], progress=False, device="cpu")
+    train_batched(models["batched"], data, [TrainConfig(exposures=3, batch_size=8, seed=s) for s in (0, 1)],
+                  progress=False, device="cpu")
     assert torch.equal(models["batched"][0].blocks[0].attn.qkv.weight, frozen)
     for a, b in zip(models["separate"], models["batched"], strict=True):
         assert_close_models(a, b)
@@ -157,7 +158,11 @@ def test_invalid_batches_are_refused():
     with pytest.raises(ValueError, match="n_items"):
         train_batched([Transformer(cfg), Transformer(cfg)], [data, library(9)], progress=False)
     with pytest.raises(ValueError, match="one per model"):
-        train_batched([Transformer(cfg), Transformer(cfg)], data, lr=[1e-3, 2e-3, 3e-3], progress=False)
+        train_batched([Transformer(cfg), Transformer(cfg)], data, [TrainConfig(lr=v) for v in (1e-3, 2e-3, 3e-3)],
+                      progress=False)
+    with pytest.raises(ValueError, match="exposures=3 differs"):
+        train_batched([Transformer(cfg), Transformer(cfg)], data, [TrainConfig(exposures=e) for e in (2, 3)],
+                      progress=False)
     with pytest.raises(ValueError, match="engine='direct'"):
         train_batched([Transformer(tiny(data.vocab_size, 16, d_model=16, pos="alibi"))], data, engine="direct")
 
@@ -177,8 +182,8 @@ class TinyRun(BatchableRun):
         data = library(16, seed=config["seed"])
         model = Transformer(tiny(data.vocab_size, max_len=16, d_model=config["d_model"], n_layer=1),
                             seed=config["seed"])
-        kwargs = dict(exposures=3, batch_size=8, lr=config["lr"], seed=config["seed"], device="cpu")
-        return RunSetup(model, data, kwargs)
+        recipe = TrainConfig(exposures=config.get("exposures", 3), batch_size=8, lr=config["lr"], seed=config["seed"])
+        return RunSetup(model, data, recipe)
 
     def finish(self, config: dict, setup: RunSetup, history) -> dict:
         return {"final_loss": history.final_loss, "losses": history.losses, "pid": os.getpid()}
@@ -218,19 +223,13 @@ def test_plan_groups_splits_for_workers_and_leaves_unbatchable_runs_single():
     assert _plan([], run_one, True, 8, units=2) == []
 
 
-class CheckpointedRun(TinyRun):
-    def setup(self, config: dict) -> RunSetup:
-        s = super().setup(config)
-        return RunSetup(s.model, s.dataset, {**s.train_kwargs, "checkpoint_dir": "ckpt"})
-
-
 def test_runs_that_cannot_batch_have_no_shape_key():
     config = GRID[0]
     assert TinyRun().shape_key(config) == TinyRun().shape_key({**config, "seed": 1, "lr": 0.5})
     assert TinyRun().shape_key(config) != TinyRun().shape_key({**config, "d_model": 16})
-    assert CheckpointedRun().shape_key(config) is None  # train_batched writes no checkpoints
+    assert TinyRun().shape_key(config) != TinyRun().shape_key({**config, "exposures": 4})  # shared recipe differs
     moe = type("MoERun", (TinyRun,), {"setup": lambda self, c: RunSetup(
-        Transformer(tiny(20, 16, d_model=8, moe_experts=2)), library(16), {})})()
+        Transformer(tiny(20, 16, d_model=8, moe_experts=2)), library(16))})()
     assert moe.shape_key(config) is None
 
 

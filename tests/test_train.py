@@ -19,15 +19,14 @@ from labkit.data.random import RandomSequences
 from labkit.measure import recalled
 from labkit.model import Transformer, tiny
 from labkit.tokenizer import PAD_ID
+from labkit.checkpoint import CheckpointError, load_weights, save_weights
 from labkit.train import (
-    CheckpointError,
+    TrainConfig,
     exposure_permutation,
-    load_weights,
     lr_at,
     moe_aux_loss,
     param_groups,
     record_lengths,
-    save_weights,
     shifted_targets,
     train,
 )
@@ -295,7 +294,26 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint_and_no_temp_fi
     def disk_full(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("labkit.train.os.replace", disk_full)
+    monkeypatch.setattr("labkit.runtime.os.replace", disk_full)
     with pytest.raises(OSError, match="disk full"):
         train(tiny_model(data), data, resume=False, **settings)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_train_config_writes_defaults_once_and_names_bad_fields():
+    config = TrainConfig()
+    assert (config.lr, config.batch_size, config.weight_decay, config.grad_clip) == (5e-3, 128, 0.05, 1.0)
+    assert TrainConfig.of(config, lr=1e-2).lr == 1e-2 and TrainConfig.of(None) == config
+    assert TrainConfig(grad_clip=0).grad_clip is None  # 0 means off, as None
+    assert TrainConfig(betas=[0.9, 0.95]).betas == (0.9, 0.95)
+    assert set(config.shared()) == {f for f in config.__dataclass_fields__} - set(TrainConfig.PER_MODEL)
+    for bad, match in [(dict(lr=0), "lr=0"), (dict(exposures=0), "exposures=0"), (dict(warmup=1.0), "warmup=1.0"),
+                       (dict(batch_size=2.5), "batch_size=2.5"), (dict(amp="fp8"), "amp='fp8'"),
+                       (dict(betas=(0.9,)), "betas"), (dict(weight_decay=-1), "weight_decay=-1"),
+                       (dict(grad_clip=-1.0), "grad_clip=-1.0"), (dict(seed=-1), "seed=-1")]:
+        with pytest.raises(ValueError, match=rf"{match}.*allowed"):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="training setting='learning_rate' is not valid; allowed: exposures"):
+        TrainConfig.of(config, learning_rate=1e-3)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train(tiny_model(library(4)), library(4), learning_rate=1e-3)
