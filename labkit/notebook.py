@@ -1,8 +1,9 @@
 """``labkit.setup``: the first call of every chapter.
 
-It does the four things a chapter must not get wrong or do differently from the others: resolve the
-profile into sizes, validate the parameters, pick the device (never hard-coded), seed every random
-number generator, and switch plotly to the offline renderer.
+It does what a chapter must not get wrong or do differently from the others: resolve the profile
+into its typed sizes, run settings and expectations (``labkit.profiles``), validate the parameters,
+pick the device (never hard-coded), seed every random number generator, and switch plotly to the
+offline renderer.
 """
 
 from __future__ import annotations
@@ -21,8 +22,23 @@ class Setup:
     profile: str
     seed: int
     device: torch.device
-    sizes: profiles.Sizes
+    config: profiles.Profile
     generator: torch.Generator
+
+    @property
+    def sizes(self) -> Any:
+        """What the chapter measures at this profile (the experiment's ``Sizes``)."""
+        return self.config.sizes
+
+    @property
+    def expect(self) -> Any:
+        """The thresholds the chapter's claim cell asserts at this profile."""
+        return self.config.expect
+
+    @property
+    def run(self) -> Any:
+        """How the chapter's sweeps use the machine (processes, threads)."""
+        return self.config.run
 
     def describe(self) -> str:
         return (f"{self.chapter}: profile={self.profile} seed={self.seed} device={self.device} "
@@ -34,11 +50,11 @@ def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str = "au
     """Resolve ``profile`` for ``chapter``, seed everything with ``seed`` and choose ``device``.
 
     ``threads``: CPU threads for torch. Default: 1 on the CPU. The lab's models are tiny and memory
-    bound, so a second thread buys little when the machine is idle and costs up to 10x when anything
-    else runs (measured on the 2-core lab machine: 17 ms/step with 1 thread vs 97-183 ms with 2 under
-    load); sweeps get their parallelism from processes instead (labkit.sweep).
+    bound, so a second thread buys little when the machine is idle and costs several times more when
+    anything else runs (benchmarks/README.md); sweeps get their parallelism from processes instead
+    (labkit.sweep).
     """
-    sizes = profiles.resolve(chapter, profile, **overrides)
+    config = profiles.resolve(chapter, profile, **overrides)
     generator = runtime.seed_everything(seed)
     chosen = runtime.resolve_device(device)
     if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -46,7 +62,7 @@ def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str = "au
     if chosen.type == "cpu":
         torch.set_num_threads(threads or 1)
     plots.use_lab_renderer()
-    result = Setup(chapter, profile, seed, chosen, sizes, generator)
+    result = Setup(chapter, profile, seed, chosen, config, generator)
     if verbose:
         print(result.describe())
     return result

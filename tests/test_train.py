@@ -15,7 +15,7 @@ import torch
 
 from labkit.data.base import TokenBatch
 from labkit.data.bios import BioS
-from labkit.data.random import RandomSequences
+from labkit.data.uniform import RandomSequences
 from labkit.measure import recalled
 from labkit.model import Transformer, tiny
 from labkit.tokenizer import PAD_ID

@@ -1,0 +1,119 @@
+"""Datasets by kind: one place that turns a JSON data spec into a dataset.
+
+Why: sweep configs are JSON (they are hashed, cached and shipped to worker processes), so an
+experiment names its data as ``{"data": "biod", "K": 8, ...}``. Each kind registers how to build it,
+how many people (items) it can have at most, and the context length a model needs for it; experiments
+never switch on the kind themselves, and a new kind is one entry here.
+
+Spec keys by kind (defaults in brackets):
+
+- ``biod``: ``K, C [1], D, L [1], T, name_pools [400, 400, 1000]`` (bioD of Part 3.3).
+- ``bios``: ``mode ["fresh"]`` (synthetic biographies of Parts 3.1-3.3).
+- ``uniform``: ``S, V, key_base [10]`` (uniformly random key → value libraries).
+
+Every kind also reads ``N`` (the number of people or items) and ``data_seed`` (default: ``seed``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.checks import invalid
+from labkit.data import biod, bios, uniform
+from labkit.data.base import TokenDataset
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """How to build one kind of dataset from a spec, and the two facts about it experiments need."""
+
+    build: Callable[[Mapping[str, Any], int, int], TokenDataset]  # (spec, N, seed) -> dataset
+    max_people: Callable[[Mapping[str, Any]], int]  # the largest N the spec allows
+    context: Callable[[Mapping[str, Any], TokenDataset], int]  # max_len a model needs for the spec's data
+    keys: Callable[[Mapping[str, Any]], dict[str, Any]]  # the spec's data keys, defaults filled, JSON types
+
+
+def _biod_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"data": "biod", "K": int(spec["K"]), "C": int(spec.get("C", 1)), "D": int(spec["D"]),
+            "L": int(spec.get("L", 1)), "T": int(spec["T"]),
+            "name_pools": [int(p) for p in spec.get("name_pools", biod.DEFAULT_NAME_POOLS)]}
+
+
+def _biod(spec: Mapping[str, Any], n: int, seed: int) -> TokenDataset:
+    k = _biod_keys(spec)
+    return biod.sample(n, k["K"], k["C"], k["D"], k["L"], k["T"], seed=seed, name_pools=tuple(k["name_pools"]))
+
+
+def _bios_context(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
+    """Renderings vary in length: twice the longest of a few renderings of a sample (rotary: no cost)."""
+    sample = bios.BioS(min(dataset.n_items, 2000), dataset.seed, mode=dataset.mode)
+    return 2 * max(int(sample.exposure(e).tokens.shape[1]) for e in range(4))
+
+
+def _uniform_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"data": "uniform", "S": int(spec["S"]), "V": int(spec["V"]), "key_base": int(spec.get("key_base", 10))}
+
+
+def _uniform_context(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
+    """Room for the key of the largest library the spec will build (MLS grows libraries up to
+    ``max_size``), so that every library size of a search trains the same model."""
+    largest = max(int(spec.get(k) or 0) for k in ("N", "max_size", "n_items"))
+    return 1 + uniform.key_length(max(largest, dataset.N), dataset.key_base) + dataset.S
+
+
+KINDS: dict[str, DataKind] = {
+    "biod": DataKind(
+        build=_biod,
+        max_people=lambda spec: math.prod(_biod_keys(spec)["name_pools"]),
+        context=lambda spec, dataset: int(dataset.exposure(0).tokens.shape[1]),
+        keys=_biod_keys,
+    ),
+    "bios": DataKind(
+        build=lambda spec, n, seed: bios.BioS(n, seed, mode=spec.get("mode", "fresh")),
+        max_people=lambda spec: 10**8,
+        context=_bios_context,
+        keys=lambda spec: {"data": "bios", "mode": str(spec.get("mode", "fresh"))},
+    ),
+    "uniform": DataKind(
+        build=lambda spec, n, seed: uniform.sample(n, int(spec["S"]), int(spec["V"]), seed=seed,
+                                                   key_base=int(spec.get("key_base", 10))),
+        max_people=lambda spec: 10**9,
+        context=_uniform_context,
+        keys=_uniform_keys,
+    ),
+}
+
+
+def kind_of(spec: Mapping[str, Any]) -> DataKind:
+    """The registered kind of ``spec["data"]`` (default ``"biod"``), with the lab's one-line error."""
+    name = spec.get("data", "biod")
+    if name not in KINDS:
+        raise invalid("data", name, ", ".join(map(repr, KINDS)))
+    return KINDS[name]
+
+
+def make_dataset(spec: Mapping[str, Any], N: int | None = None) -> TokenDataset:
+    """The spec's dataset; ``N`` overrides ``spec["N"]`` (an MLS search builds libraries of many sizes)."""
+    n = int(spec["N"] if N is None else N)
+    return kind_of(spec).build(spec, n, int(spec.get("data_seed", spec.get("seed", 0))))
+
+
+def context_length(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
+    """The context a model needs for the spec's data (``spec["max_len"]`` wins when given)."""
+    return int(spec["max_len"]) if "max_len" in spec else kind_of(spec).context(spec, dataset)
+
+
+def data_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The data part of a sweep config from a profile's data spec (``kind`` or ``data`` names the kind)."""
+    spec = dict(spec)
+    if "kind" in spec:
+        spec["data"] = spec.pop("kind")
+    return kind_of(spec).keys(spec)
+
+
+def max_people(spec: Mapping[str, Any]) -> int:
+    """The largest N the spec's data allows (bioD: the number of distinct names)."""
+    return kind_of(spec).max_people(spec)
