@@ -1,14 +1,16 @@
-"""One configurable decoder-only transformer, with TransformerLens-style hooks.
+"""One configurable decoder-only transformer, with TransformerLens-compatible hooks.
 
 Why one model: every chapter compares *knobs* (positions, attention kind, MLP kind, MoE, norm) of the
 same network, so they live in one ``ModelConfig`` and one ``Transformer``; a chapter never forks the
-model. The code reads top to bottom like nanoGPT: config, hooks, attention, MLP, block, model, counts.
+model. The code reads top to bottom like nanoGPT (karpathy2022nanogpt): config, hooks, attention, MLP,
+block, model, counts.
 
-Attention kinds (Part 1, "Hierarchical Language Structures", arXiv 2305.13673, compares these):
+Attention kinds (Part 1 (allenzhu2023part1) compares these):
 
 - ``softmax``: standard causal q·k attention (GPT). ``pos`` picks the positions: learned
-  ``absolute`` (GPT), ``rotary`` (GPT_rot, RoPE), ``relative`` (GPT_rel; here T5-style: a learned
-  scalar bias per head and bucketed distance, added to the scores), ``alibi`` (-m_h·(i-j)) or ``none``.
+  ``absolute`` (GPT), ``rotary`` (GPT_rot, RoPE, su2021roformer), ``relative`` (GPT_rel; here
+  T5-style (raffel2020t5): a learned scalar bias per head and bucketed distance, added to the scores),
+  ``alibi`` (-m_h·(i-j), press2021alibi) or ``none``.
 - ``position`` (GPT_pos): the attention weights are a learned function of the relative position only,
   no q·k. Our reading: each head h has one learned logit ``pos_logits[h, i - j]`` per causal distance
   ``0 <= i - j < max_len`` (no buckets), softmax over ``j <= i``; values still come from a learned V
@@ -22,32 +24,54 @@ Attention kinds (Part 1, "Hierarchical Language Structures", arXiv 2305.13673, c
 Both ``position`` and ``uniform`` carry position in the attention itself; with them ``pos`` may only be
 ``absolute`` (added to the input) or ``none``, since rotary/relative/alibi act on q·k scores.
 
-Hooks: every ``HookPoint`` is an identity module named like TransformerLens (``hook_embed``,
-``blocks.0.attn.hook_pattern``, ...). Idle hooks cost one module call and nothing else: the attention
-pattern is only materialised when a hook listens to it, otherwise ``F.scaled_dot_product_attention``
-runs. Hook functions are called as ``fn(tensor, name)`` (TransformerLens passes the HookPoint; we pass
-its name) and may return a replacement tensor. Shapes are TransformerLens's except ``hook_pos_embed``,
-(1, seq, d_model) broadcast over the batch. With MoE each expert has its own
-``blocks.{L}.mlp.experts.{e}.hook_post`` over the tokens routed to it; there is no
-``blocks.{L}.mlp.hook_post``. ``model.hook_names()`` lists what a model has.
+Hooks follow TransformerLens (nanda2022transformerlens), so that interpretability code written for it
+runs here: every ``HookPoint`` is an identity module named like TransformerLens's, a hook function is
+called as ``fn(tensor, hook=hook_point)`` and returns a replacement tensor or None (keep it);
+``run_with_hooks``, ``run_with_cache`` (an ``ActivationCache``, also indexed by short names such as
+``cache["resid_post", 0]``), ``add_hook``, ``reset_hooks`` and ``hooks`` take the same arguments. Every
+path (``forward``, ``features``, ``loss``) runs through the same hook points. Idle hooks cost one module
+call and nothing else: the attention pattern is only materialised when a hook listens to it, otherwise
+``F.scaled_dot_product_attention`` runs. ``model.hook_names()`` lists what a model has::
+
+    hook_embed                      (batch, pos, d_model)
+    hook_pos_embed                  (1, pos, d_model)   pos="absolute" only; broadcast over the batch
+    blocks.{L}.hook_resid_pre       (batch, pos, d_model)
+    blocks.{L}.attn.hook_q, hook_k  (batch, pos, head, d_head)   attention="softmax" only; before RoPE
+    blocks.{L}.attn.hook_v          (batch, pos, head, d_head)
+    blocks.{L}.attn.hook_pattern    (batch, head, query_pos, key_pos)   rows sum to 1
+    blocks.{L}.attn.hook_z          (batch, pos, head, d_head)   pattern @ v, before the output matrix
+    blocks.{L}.hook_attn_out        (batch, pos, d_model)
+    blocks.{L}.hook_resid_mid       (batch, pos, d_model)   not with mlp="none"
+    blocks.{L}.mlp.hook_pre         (batch, pos, d_mlp)     before the activation; gated: the gate
+    blocks.{L}.mlp.hook_pre_linear  (batch, pos, d_mlp)     gated only: the linear ("up") half
+    blocks.{L}.mlp.hook_post        (batch, pos, d_mlp)     after the activation (times up if gated)
+    blocks.{L}.hook_mlp_out         (batch, pos, d_model)   not with mlp="none"
+    blocks.{L}.hook_resid_post      (batch, pos, d_model)
+    ln_final.hook_normalized        (batch, pos, d_model)   what the unembedding reads
+
+With MoE each expert has its own ``blocks.{L}.mlp.experts.{e}.hook_pre`` / ``hook_post`` over the
+(tokens, d_mlp) routed to it; there is no ``blocks.{L}.mlp.hook_post``.
 
 Mixture of experts (``moe_experts > 0``): token-choice routing, softmax router over all experts, each
 token goes to its ``moe_top_k`` most probable experts, weighted by those (not renormalised)
-probabilities, so top-1 is the Switch Transformer. After each forward ``model.aux_loss`` holds the
-Switch load-balancing loss ``E · Σ_e f_e · P_e`` (f_e: share of routed token slots, P_e: mean router
-probability), summed over layers; it is a zero tensor for dense models. The trainer adds
+probabilities, so top-1 is the Switch Transformer's routing. After each forward ``model.aux_loss``
+holds the Switch load-balancing loss ``E · Σ_e f_e · P_e`` (f_e: share of routed token slots, P_e: mean
+router probability), summed over layers; it is a zero tensor for dense models. The trainer adds
 ``cfg.moe_aux_weight * model.aux_loss`` to the loss.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
 
 from labkit.loss import linear_cross_entropy
 
@@ -120,7 +144,8 @@ class ModelConfig:
 
 
 def gpt2(l: int, h: int, vocab_size: int, max_len: int, **overrides) -> ModelConfig:  # noqa: E741 (paper's ℓ)
-    """GPT2-ℓ-h of Part 3.3: ℓ layers, h heads, width 64h, rotary, GELU MLP, LayerNorm, tied, no bias."""
+    """GPT2-ℓ-h of Part 3.3 (allenzhu2024part33): ℓ layers, h heads, width 64h, rotary, GELU MLP, LayerNorm,
+    tied, no bias."""
     base = {"n_layer": l, "n_head": h, "d_model": 64 * h, "pos": "rotary"}
     return ModelConfig(vocab_size=vocab_size, max_len=max_len, **{**base, **overrides})
 
@@ -133,9 +158,15 @@ def llama(l: int, h: int, vocab_size: int, max_len: int, **overrides) -> ModelCo
 
 def tiny(vocab_size: int, max_len: int = 20, *, d_model: int = 32, n_layer: int = 2, n_head: int = 2,
          **overrides) -> ModelConfig:
-    """The CPU model of REFERENCE §12: GPT, absolute positions, GELU 4x MLP, LayerNorm, tied, no bias."""
+    """The lab's CPU model: GPT, absolute positions, GELU 4x MLP, LayerNorm, tied, no bias; small enough
+    that a chapter's sweep of trainings runs on a laptop."""
     return ModelConfig(vocab_size=vocab_size, max_len=max_len, d_model=d_model, n_layer=n_layer,
                        n_head=n_head, **overrides)
+
+
+HookFn = Callable[..., "torch.Tensor | None"]  # fn(tensor, hook=HookPoint) -> replacement or None
+NameOrFilter = str | Callable[[str], bool]  # a full hook name, or a predicate over full names
+NamesFilter = None | str | Sequence[str] | Callable[[str], bool]
 
 
 class HookPoint(nn.Module):
@@ -149,8 +180,86 @@ class HookPoint(nn.Module):
     def active(self) -> bool:
         return bool(self._forward_hooks)
 
+    def layer(self) -> int:
+        """The block index in ``blocks.{L}.…`` (TransformerLens's ``HookPoint.layer``), for hooks that
+        serve several layers."""
+        parts = self.name.split(".")
+        if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+            raise ValueError(f"hook {self.name!r} belongs to no layer; only blocks.{{L}}.… hooks have one")
+        return int(parts[1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+_ATTN_ACTS = ("q", "k", "v", "z", "rot_q", "rot_k", "result", "pattern", "attn_scores")
+_MLP_ACTS = ("pre", "pre_linear", "mid", "post")
+_ACT_ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "key": "k", "query": "q", "value": "v",
+                "mlp_pre": "pre", "mlp_mid": "mid", "mlp_post": "post"}
+_LAYER_TYPE_ALIASES = {"a": "attn", "m": "mlp", "b": "", "block": "", "blocks": "", "attention": "attn"}
+
+
+def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+    """Full hook name from TransformerLens's shorthand (its ``utils.get_act_name`` rules), e.g.
+    ``("resid_post", 0)`` -> ``blocks.0.hook_resid_post``, ``("pattern", 1)`` ->
+    ``blocks.1.attn.hook_pattern``, ``"k6"`` -> ``blocks.6.attn.hook_k``, ``"embed"`` -> ``hook_embed``,
+    ``"normalized"`` -> ``ln_final.hook_normalized``; a full name comes back unchanged."""
+    if ("." in name or name.startswith("hook_")) and layer is None and layer_type is None:
+        return name
+    match = re.match(r"([a-z]+)(\d+)([a-z]?.*)", name)
+    if match is not None:
+        name, layer, layer_type = match.group(1), int(match.group(2)), match.group(3)
+    name = _ACT_ALIASES.get(name, name)
+    if name in _ATTN_ACTS:
+        layer_type = "attn"
+    elif name in _MLP_ACTS:
+        layer_type = "mlp"
+    elif layer_type in _LAYER_TYPE_ALIASES:
+        layer_type = _LAYER_TYPE_ALIASES[layer_type]
+    full = (f"blocks.{layer}." if layer is not None else "") + (f"{layer_type}." if layer_type else "")
+    full += f"hook_{name}"
+    if name in ("normalized", "scale") and layer is None:
+        full = f"ln_final.{full}"
+    return full
+
+
+class ActivationCache(Mapping[str, torch.Tensor]):
+    """The activations of one ``run_with_cache``, keyed by full hook name in forward order, and also
+    readable by TransformerLens's shorthand: ``cache["resid_post", 0]``, ``cache["pattern", -1]``
+    (negative layers count from the end), ``cache["embed"]`` (see ``get_act_name``). The interpretability
+    helpers of TransformerLens's class (``decompose_resid``, ...) are not provided."""
+
+    def __init__(self, cache_dict: dict[str, torch.Tensor], n_layer: int) -> None:
+        self.cache_dict, self.n_layer = cache_dict, n_layer
+
+    def __getitem__(self, key: str | tuple) -> torch.Tensor:
+        if isinstance(key, str) and key in self.cache_dict:
+            return self.cache_dict[key]
+        if isinstance(key, tuple) and key and isinstance(key[0], str):
+            if len(key) > 1 and key[1] is not None and key[1] < 0:
+                key = (key[0], self.n_layer + key[1], *key[2:])
+            name = get_act_name(*key)
+        elif isinstance(key, str):
+            name = get_act_name(key)
+        else:
+            raise KeyError(key)
+        if name not in self.cache_dict:
+            raise KeyError(f"{name!r} (from {key!r}) is not in the cache; cached: {', '.join(self.cache_dict)}")
+        return self.cache_dict[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cache_dict)
+
+    def __len__(self) -> int:
+        return len(self.cache_dict)
+
+    def __repr__(self) -> str:
+        return f"ActivationCache with keys {list(self.cache_dict)}"
+
+    def to(self, device: str | torch.device) -> ActivationCache:
+        """Move every activation to ``device``, in place (as TransformerLens does); returns the cache."""
+        self.cache_dict = {name: t.to(device) for name, t in self.cache_dict.items()}
+        return self
 
 
 def _norm(cfg: ModelConfig) -> nn.Module:
@@ -200,7 +309,15 @@ class Attention(nn.Module):
             angles = torch.outer(torch.arange(cfg.max_len, dtype=torch.float64), inv_freq)  # (max_len, d_head/2)
             self.register_buffer("cos", angles.cos().float(), persistent=False)
             self.register_buffer("sin", angles.sin().float(), persistent=False)
-        self.hook_pattern = HookPoint()  # (batch, head, query, key), rows sum to 1
+        # in forward order (hook_names, caches); q, k, v, z in TransformerLens's (batch, pos, head, d_head)
+        self.hook_q, self.hook_k = (HookPoint(), HookPoint()) if self.kind == "softmax" else (None, None)
+        self.hook_v, self.hook_pattern, self.hook_z = HookPoint(), HookPoint(), HookPoint()
+
+    def _heads(self, t: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        """(B, T, C) -> (B, H, T, D) for the attention kernels, through ``hook`` in TransformerLens's
+        (batch, pos, head, d_head) layout."""
+        B, T, C = t.shape
+        return hook(t.view(B, T, self.n_head, C // self.n_head)).transpose(1, 2)
 
     def _rotate(self, x: torch.Tensor) -> torch.Tensor:
         """RoPE on (B, H, T, D), rotating the pairs (x_k, x_{k + D/2}) by angle t·θ_k (GPT-NeoX layout)."""
@@ -234,7 +351,7 @@ class Attention(nn.Module):
         bias = self._logit_bias(T, x.device)
         if self.kind == "softmax":
             # split, not view+permute: backward then concatenates straight into a contiguous gradient
-            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
+            q, k, v = map(self._heads, self.qkv(x).split(C, dim=-1), (self.hook_q, self.hook_k, self.hook_v))
             if self.pos == "rotary":
                 q, k = self._rotate(q), self._rotate(k)
             if not self.hook_pattern.active:  # fast path: the pattern is never materialised
@@ -246,12 +363,12 @@ class Attention(nn.Module):
                     bias = torch.full((T, T), -math.inf, device=x.device).triu(1)
                 y = self.hook_pattern((scores + bias).softmax(dim=-1)) @ v
         else:  # position / uniform: the pattern does not depend on the tokens
-            v = self.v(x).view(B, T, H, C // H).transpose(1, 2)
+            v = self._heads(self.v(x), self.hook_v)
             pattern = bias.softmax(dim=-1).to(v.dtype)  # uniform: softmax of 0 / -inf = 1 / window
             if self.hook_pattern.active:
                 pattern = self.hook_pattern(pattern.expand(B, H, T, T))
             y = pattern @ v
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
+        return self.out(self.hook_z(y.transpose(1, 2)).reshape(B, T, C))
 
 
 class MLP(nn.Module):
@@ -260,13 +377,15 @@ class MLP(nn.Module):
         self.gated = cfg.mlp == "gated"
         self.fc = nn.Linear(cfg.d_model, cfg.d_mlp * (2 if self.gated else 1), bias=cfg.bias)  # gated: [gate, up]
         self.proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)
-        self.hook_post = HookPoint()  # (..., d_mlp) activations
+        self.hook_pre = HookPoint()  # (..., d_mlp) before the activation (gated: the gate)
+        self.hook_pre_linear = HookPoint() if self.gated else None  # gated: the linear half, TransformerLens's name
+        self.hook_post = HookPoint()  # (..., d_mlp) after it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
             gate, up = self.fc(x).chunk(2, dim=-1)
-            return self.proj(self.hook_post(F.silu(gate) * up))
-        return self.proj(self.hook_post(F.gelu(self.fc(x))))
+            return self.proj(self.hook_post(F.silu(self.hook_pre(gate)) * self.hook_pre_linear(up)))
+        return self.proj(self.hook_post(F.gelu(self.hook_pre(self.fc(x)))))
 
 
 class MoE(nn.Module):
@@ -299,6 +418,7 @@ class Block(nn.Module):
         super().__init__()
         self.hook_resid_pre = HookPoint()  # registration order = forward order (hook_names, caches)
         self.ln1, self.attn, self.hook_attn_out = _norm(cfg), Attention(cfg), HookPoint()
+        self.hook_resid_mid = HookPoint() if cfg.mlp != "none" else None  # as TransformerLens: none if attn-only
         self.ln2 = _norm(cfg) if cfg.mlp != "none" else None
         self.mlp = None if cfg.mlp == "none" else MoE(cfg) if cfg.moe_experts else MLP(cfg)
         self.hook_mlp_out = HookPoint() if cfg.mlp != "none" else None
@@ -308,6 +428,7 @@ class Block(nn.Module):
         x = self.hook_resid_pre(x)
         x = x + self.hook_attn_out(self.attn(self.ln1(x)))
         if self.mlp is not None:
+            x = self.hook_resid_mid(x)
             x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
         return self.hook_resid_post(x)
 
@@ -326,10 +447,12 @@ class Transformer(nn.Module):
         self.hook_pos_embed = HookPoint() if absolute else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_final = _norm(cfg)
+        self.ln_final.hook_normalized = HookPoint()  # a child of the norm, hence TransformerLens's name
         self.unembed = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.hooks_by_name = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
-        for name, hook in self.hooks_by_name.items():
+        self.hook_dict = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
+        for name, hook in self.hook_dict.items():
             hook.name = name
+        self._hook_handles: dict[int, RemovableHandle] = {}  # what add_hook / hooks attached, by handle id
         self.aux_loss = torch.zeros(())
         self.init_weights(seed=seed)
 
@@ -367,7 +490,8 @@ class Transformer(nn.Module):
         return self.embed.weight if self.unembed is None else self.unembed.weight
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The final normalised residual stream (batch, seq, d_model), which the unembedding maps to logits."""
+        """The final normalised residual stream (batch, seq, d_model), which the unembedding maps to logits:
+        the output of ``ln_final.hook_normalized``, so a hook there acts on ``forward`` and ``loss`` alike."""
         T = tokens.shape[-1]
         if T > self.cfg.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len={self.cfg.max_len}")
@@ -378,50 +502,83 @@ class Transformer(nn.Module):
             x = block(x)
         if self.cfg.moe_experts:
             self.aux_loss = sum(block.mlp.aux_loss for block in self.blocks)
-        return self.ln_final(x)
+        return self.ln_final.hook_normalized(self.ln_final(x))
 
-    # --- hooks -------------------------------------------------------------------------------------
+    # --- hooks (TransformerLens's API) -------------------------------------------------------------
     def hook_names(self) -> list[str]:
-        return list(self.hooks_by_name)
+        """Every hook point's full name, in forward order."""
+        return list(self.hook_dict)
+
+    def add_hook(self, name: NameOrFilter, fn: HookFn) -> None:
+        """Call ``fn(tensor, hook=hook_point)`` at the hook point ``name`` (or at every one whose name the
+        predicate ``name`` accepts) on each forward until ``reset_hooks()``; a returned tensor replaces the
+        activation."""
+        self._attach(name, fn)
+
+    def reset_hooks(self) -> None:
+        """Remove every hook added through ``add_hook``, ``hooks``, ``run_with_hooks`` (any still there)."""
+        for handle in self._hook_handles.values():
+            handle.remove()
+        self._hook_handles.clear()
+
+    def _attach(self, name: NameOrFilter, fn: HookFn) -> list[RemovableHandle]:
+        if callable(name):
+            points = [point for point_name, point in self.hook_dict.items() if name(point_name)]
+        elif name in self.hook_dict:
+            points = [self.hook_dict[name]]
+        else:
+            raise ValueError(f"hook name {name!r} is not valid; allowed: {', '.join(self.hook_dict)}")
+        handles = [point.register_forward_hook(lambda module, args, out: fn(out, hook=module)) for point in points]
+        self._hook_handles.update((handle.id, handle) for handle in handles)
+        return handles
 
     @contextmanager
-    def hooks(self, fwd_hooks):
-        """Attach ``[(name, fn), ...]`` for the duration of a ``with`` block; fn(tensor, name) -> tensor|None."""
-        handles = []
+    def hooks(self, fwd_hooks: Iterable[tuple[NameOrFilter, HookFn]] = (),
+              reset_hooks_end: bool = True) -> Iterator[Transformer]:
+        """Attach ``[(name_or_filter, fn), ...]`` for the duration of a ``with`` block (kept after it if
+        ``reset_hooks_end`` is False, until ``reset_hooks()``); yields the model."""
+        handles: list[RemovableHandle] = []
         try:
             for name, fn in fwd_hooks:
-                if name not in self.hooks_by_name:
-                    raise ValueError(f"hook name {name!r} is not valid; allowed: {', '.join(self.hooks_by_name)}")
-                handles.append(self.hooks_by_name[name].register_forward_hook(
-                    lambda module, args, out, fn=fn: fn(out, module.name)))
+                handles += self._attach(name, fn)
             yield self
         finally:
-            for handle in handles:
-                handle.remove()
+            if reset_hooks_end:
+                for handle in handles:
+                    handle.remove()  # a no-op if reset_hooks inside the block removed it already
+                    self._hook_handles.pop(handle.id, None)
 
-    def run_with_hooks(self, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
-        with self.hooks(fwd_hooks):
+    def run_with_hooks(self, tokens: torch.Tensor, fwd_hooks: Iterable[tuple[NameOrFilter, HookFn]] = (),
+                       reset_hooks_end: bool = True) -> torch.Tensor:
+        """Logits of ``tokens`` with the hooks ``[(name_or_filter, fn), ...]`` attached for this forward."""
+        with self.hooks(fwd_hooks, reset_hooks_end=reset_hooks_end):
             return self(tokens)
 
-    def run_with_cache(self, tokens: torch.Tensor, names=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and a dict of detached activations; ``names``: None (all), a list, or a predicate."""
-        if names is None:
-            names = self.hook_names()
-        elif callable(names):
-            names = [n for n in self.hook_names() if names(n)]
-        elif isinstance(names, str):
-            names = [names]
-        cache: dict[str, torch.Tensor] = {}
-        logits = self.run_with_hooks(tokens, [(n, lambda t, n: cache.__setitem__(n, t.detach())) for n in names])
-        return logits, cache
+    def run_with_cache(self, tokens: torch.Tensor,
+                       names_filter: NamesFilter = None) -> tuple[torch.Tensor, ActivationCache]:
+        """Logits and the detached activations of the hooks ``names_filter`` selects: None (all), a name,
+        a list of names, or a predicate over names."""
+        if names_filter is None:
+            names_filter = self.hook_names()
+        elif isinstance(names_filter, str):
+            names_filter = [names_filter]
+        elif callable(names_filter):
+            names_filter = [name for name in self.hook_dict if names_filter(name)]
+        acts: dict[str, torch.Tensor] = {}
+
+        def save(t: torch.Tensor, hook: HookPoint) -> None:
+            acts[hook.name] = t.detach()
+
+        logits = self.run_with_hooks(tokens, [(name, save) for name in names_filter])
+        return logits, ActivationCache(acts, self.cfg.n_layer)
 
 
 # --- parameter counts --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ParamCount:
-    """Parameters by group. ``total`` is P of Part 3.3 (with ``used_tokens``: embedding rows of tokens
-    that never occur excluded); ``non_embedding`` also drops token, position and unembedding rows
-    (Kaplan et al.'s N)."""
+    """Parameters by group. ``total`` is P of Part 3.3 (allenzhu2024part33) (with ``used_tokens``: embedding
+    rows of tokens that never occur excluded); ``non_embedding`` also drops token, position and unembedding
+    rows (the N of Kaplan et al.'s scaling laws)."""
 
     total: int
     non_embedding: int
@@ -438,7 +595,7 @@ class ParamCount:
 
 def count_params(model: Transformer, used_tokens=None) -> ParamCount:
     """Count ``model``'s parameters by group; ``used_tokens`` (ids that occur in the data) limits the
-    embedding (and untied unembedding) to those rows (Part 3.3)."""
+    embedding (and untied unembedding) to those rows, as Part 3.3 (allenzhu2024part33) counts P."""
     groups = dict.fromkeys(("embedding", "position", "attention", "mlp", "norm", "unembedding"), 0)
     top = {"embed": "embedding", "pos_embed": "position", "ln_final": "norm", "unembed": "unembedding"}
     inner = {"attn": "attention", "mlp": "mlp", "ln1": "norm", "ln2": "norm"}

@@ -61,8 +61,8 @@ def test_scores_depend_on_relative_position_only(attention, pos):
     x, k = tokens(2, T), 7
     shifted = torch.cat([tokens(2, k, seed=1), x], dim=1)
     name = "blocks.0.attn.hook_pattern"
-    p0 = model.run_with_cache(x, names=[name])[1][name].log()
-    pk = model.run_with_cache(shifted, names=[name])[1][name][:, :, k:, k:].log()
+    p0 = model.run_with_cache(x, names_filter=[name])[1][name].log()
+    pk = model.run_with_cache(shifted, names_filter=[name])[1][name][:, :, k:, k:].log()
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     rel0 = (p0 - p0.diagonal(dim1=-2, dim2=-1)[..., None])[..., causal]
     relk = (pk - pk.diagonal(dim1=-2, dim2=-1)[..., None])[..., causal]
@@ -88,7 +88,7 @@ def test_rotary_scores_depend_on_distance_only():
 
 def test_uniform_pattern_is_the_fixed_window_and_has_no_qk():
     model = Transformer(cfg(attention="uniform", pos="none", n_head=4, d_model=16), seed=0)
-    _, cache = model.run_with_cache(tokens(), names=lambda n: n.endswith("hook_pattern"))
+    _, cache = model.run_with_cache(tokens(), names_filter=lambda n: n.endswith("hook_pattern"))
     i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
     for h in range(4):
         width = 2 ** (h + 1) - 1  # head h+1 (1-based) sees 2^(h+1) - 1 tokens, itself included
@@ -158,7 +158,7 @@ def test_bf16_autocast(name):
 
 
 def gpt2_closed_form(layers: int, h: int, vocab: int, bias: bool) -> int:
-    """GPT2-ℓ-h (REFERENCE §4), rotary so no position table, tied: vocab·d + ℓ·(12d² + norms) + final norm.
+    """GPT2-ℓ-h (allenzhu2024part33), rotary so no position table, tied: vocab·d + ℓ·(12d² + norms) + final norm.
     Per layer: qkv 3d², out d², fc 4d², proj 4d² = 12d²; 2 LayerNorm weights 2d. With biases: qkv 3d,
     out d, fc 4d, proj d, LayerNorm biases 2d = 11d more per layer, and d more for the final norm."""
     d = 64 * h
@@ -196,9 +196,9 @@ def test_param_count_excludes_unused_token_rows():
         count_params(tied, used_tokens=[0, V])
 
 
-def test_tiny_preset_matches_reference_section_12():
+def test_tiny_preset_parameter_count():
     # 2 layers, d 32, 2 heads, absolute positions, GELU 4x, tied, no biases, records of 20 tokens:
-    # §12 counts 40,448 parameters, which this architecture reaches exactly at a vocabulary of 471.
+    # the lab's CPU model has 40,448 parameters, which this architecture reaches exactly at a vocabulary of 471.
     assert count_params(Transformer(tiny(471, 20))).total == 40_448
     assert gpt2(12, 12, 50257, 512).d_model == 768
     c = llama(2, 2, V, T)
@@ -210,34 +210,50 @@ def test_run_with_cache_shapes_and_hook_names():
     x = tokens(3)
     logits, cache = model.run_with_cache(x)
     torch.testing.assert_close(logits, model(x))
-    assert list(cache) == model.hook_names()
+    assert list(cache) == model.hook_names() == list(cache.keys())  # forward order
+    heads = (3, T, 2, 8)  # TransformerLens's (batch, pos, head, d_head)
     expected = {
         "hook_embed": (3, T, 16),
         "hook_pos_embed": (1, T, 16),
-        "blocks.1.attn.hook_pattern": (3, 2, T, T),
         "blocks.0.hook_resid_pre": (3, T, 16),
+        "blocks.0.attn.hook_q": heads,
+        "blocks.0.attn.hook_k": heads,
+        "blocks.0.attn.hook_v": heads,
+        "blocks.1.attn.hook_pattern": (3, 2, T, T),
+        "blocks.1.attn.hook_z": heads,
         "blocks.0.hook_attn_out": (3, T, 16),
+        "blocks.0.hook_resid_mid": (3, T, 16),
+        "blocks.0.mlp.hook_pre": (3, T, 64),
         "blocks.0.mlp.hook_post": (3, T, 64),
         "blocks.1.hook_mlp_out": (3, T, 16),
         "blocks.1.hook_resid_post": (3, T, 16),
+        "ln_final.hook_normalized": (3, T, 16),
     }
+    assert set(expected) <= set(model.hook_names())
     for name, shape in expected.items():
         assert cache[name].shape == shape, name
-    torch.testing.assert_close(
-        cache["blocks.1.hook_resid_post"],
-        cache["blocks.1.hook_resid_pre"] + cache["blocks.1.hook_attn_out"] + cache["blocks.1.hook_mlp_out"],
-    )
+    mid = cache["blocks.1.hook_resid_pre"] + cache["blocks.1.hook_attn_out"]
+    torch.testing.assert_close(cache["blocks.1.hook_resid_mid"], mid)
+    torch.testing.assert_close(cache["blocks.1.hook_resid_post"], mid + cache["blocks.1.hook_mlp_out"])
+    pattern, v = cache["blocks.1.attn.hook_pattern"], cache["blocks.1.attn.hook_v"]
+    torch.testing.assert_close(cache["blocks.1.attn.hook_z"], (pattern @ v.transpose(1, 2)).transpose(1, 2))
     assert "hook_pos_embed" not in Transformer(cfg(pos="rotary")).hook_names()
-    assert not any(h._forward_hooks for h in model.hooks_by_name.values()), "hooks must be removed"
+    position = Transformer(cfg(attention="position", mlp="none")).hook_names()
+    assert "blocks.0.attn.hook_v" in position and "blocks.0.attn.hook_q" not in position
+    assert "blocks.0.hook_resid_mid" not in position  # attn-only, as in TransformerLens
+    gated = Transformer(cfg(mlp="gated")).run_with_cache(x)[1]
+    torch.testing.assert_close(gated["post", 0], F.silu(gated["pre", 0]) * gated["pre_linear", 0])
+    assert not any(h._forward_hooks for h in model.hook_dict.values()), "hooks must be removed"
     with pytest.raises(ValueError, match="hook_typo"):
-        model.run_with_hooks(x, [("blocks.0.hook_typo", lambda t, n: t)])
+        model.run_with_hooks(x, [("blocks.0.hook_typo", lambda t, hook: t)])
+    assert not any(h._forward_hooks for h in model.hook_dict.values()), "a failed attach must not leave hooks"
 
 
 @pytest.mark.parametrize("pos", SOFTMAX_POS)
 def test_pattern_rows_sum_to_one_and_match_the_fast_path(pos):
     model = Transformer(cfg(pos=pos), seed=0)
     x = tokens()
-    logits, cache = model.run_with_cache(x, names=lambda n: n.endswith("hook_pattern"))
+    logits, cache = model.run_with_cache(x, names_filter=lambda n: n.endswith("hook_pattern"))
     for pattern in cache.values():
         torch.testing.assert_close(pattern.sum(-1), torch.ones(3, 2, T))
         assert torch.equal(pattern.triu(1), torch.zeros_like(pattern))
@@ -250,8 +266,8 @@ def test_intervention_changes_logits_and_idle_hooks_take_the_fast_path(monkeypat
     clean = model(x)
     seen = []
 
-    def zero(t, name):
-        seen.append(name)
+    def zero(t, hook):
+        seen.append(hook.name)
         return torch.zeros_like(t)
 
     ablated = model.run_with_hooks(x, [("blocks.1.hook_mlp_out", zero)])
@@ -263,16 +279,170 @@ def test_intervention_changes_logits_and_idle_hooks_take_the_fast_path(monkeypat
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
     model(x)
     assert len(calls) == 2
-    model.run_with_cache(x, names=["blocks.0.attn.hook_pattern"])
+    model.run_with_cache(x, names_filter=["blocks.0.attn.hook_pattern"])
     assert len(calls) == 3  # layer 0 computed the pattern by hand, layer 1 kept SDPA
+    model.run_with_cache(x, names_filter=lambda n: "pattern" not in n)  # q, k, v, z hooks keep SDPA
+    assert len(calls) == 5
 
 
 def test_pattern_intervention_is_used():
     model = Transformer(cfg(), seed=0)
     x = tokens()
     diag = torch.eye(T).expand(3, 2, T, T)
-    out = model.run_with_hooks(x, [("blocks.0.attn.hook_pattern", lambda t, n: diag)])
+    out = model.run_with_hooks(x, [("blocks.0.attn.hook_pattern", lambda t, hook: diag)])
     assert not torch.allclose(out, model(x))
+
+
+def test_hook_functions_get_the_hook_point_by_keyword_with_name_and_layer():
+    model = Transformer(cfg(n_layer=3), seed=0)
+    seen = []
+
+    def record(tensor, *, hook):  # keyword-only: TransformerLens calls fn(tensor, hook=hook_point)
+        seen.append((hook.name, hook.layer(), tensor.shape))
+
+    model.run_with_hooks(tokens(), fwd_hooks=[(lambda name: name.endswith("resid_post"), record)])
+    assert seen == [(f"blocks.{i}.hook_resid_post", i, (3, T, 16)) for i in range(3)]
+    assert model.hook_dict["blocks.2.attn.hook_pattern"].layer() == 2
+    for name in ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized"):
+        with pytest.raises(ValueError, match="no layer"):
+            model.hook_dict[name].layer()
+
+
+def test_cache_reads_transformer_lens_short_names():
+    from labkit.model import get_act_name
+
+    model = Transformer(cfg(), seed=0)
+    _, cache = model.run_with_cache(tokens())
+    pairs = {
+        ("resid_post", 1): "blocks.1.hook_resid_post",
+        ("resid_post", -1): "blocks.1.hook_resid_post",
+        ("resid_pre", 0): "blocks.0.hook_resid_pre",
+        ("pattern", 1): "blocks.1.attn.hook_pattern",
+        ("attn", 0): "blocks.0.attn.hook_pattern",
+        ("q", 0): "blocks.0.attn.hook_q",
+        ("z", 1): "blocks.1.attn.hook_z",
+        ("post", 0): "blocks.0.mlp.hook_post",
+        ("mlp_out", 1): "blocks.1.hook_mlp_out",
+        ("embed",): "hook_embed",
+        "embed": "hook_embed",
+        "pos_embed": "hook_pos_embed",
+        "normalized": "ln_final.hook_normalized",
+        "k1": "blocks.1.attn.hook_k",
+        "blocks.0.hook_attn_out": "blocks.0.hook_attn_out",
+    }
+    for key, name in pairs.items():
+        assert cache[key] is cache[name], key
+        assert key in cache
+    assert get_act_name("k", 6, "a") == get_act_name("k6") == "blocks.6.attn.hook_k"
+    assert get_act_name("scale4ln1") == "blocks.4.ln1.hook_scale"
+    assert get_act_name("normalized", 3, "ln2") == "blocks.3.ln2.hook_normalized"
+    assert get_act_name("resid_mid", 2) == "blocks.2.hook_resid_mid"
+    assert len(cache) == len(model.hook_names()) and dict(cache.items()).keys() == set(cache)
+    assert ("resid_post", 2) not in cache and "hook_typo" not in cache and 3 not in cache
+    with pytest.raises(KeyError, match="blocks.2.hook_resid_post"):
+        cache["resid_post", 2]
+    assert cache.to("cpu") is cache and cache["embed"].device.type == "cpu"
+
+
+def test_names_filter_selects_the_cached_hooks():
+    model = Transformer(cfg(), seed=0)
+    x = tokens()
+    full = model.run_with_cache(x)[1]
+    some = ["blocks.1.hook_resid_post", "blocks.0.attn.hook_q"]
+    for names_filter, expected in [
+        ("blocks.0.hook_attn_out", ["blocks.0.hook_attn_out"]),
+        (some, ["blocks.0.attn.hook_q", "blocks.1.hook_resid_post"]),  # forward order
+        (lambda n: n.endswith("hook_pattern"), ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]),
+        ([], []),
+    ]:
+        logits, cache = model.run_with_cache(x, names_filter=names_filter)
+        assert list(cache) == expected, names_filter
+        for name in expected:
+            torch.testing.assert_close(cache[name], full[name])
+    assert list(model.run_with_cache(x, some)[1]) == list(model.run_with_cache(x, names_filter=some)[1])
+    with pytest.raises(ValueError, match="hook_typo"):
+        model.run_with_cache(x, names_filter=["blocks.0.hook_typo"])
+
+
+def test_patching_hook_changes_logits_and_reset_hooks_restores_them_exactly():
+    model = Transformer(cfg(), seed=0)
+    x = tokens()
+    clean = model(x)
+    model.add_hook("blocks.0.hook_attn_out", lambda t, hook: torch.zeros_like(t))
+    ablated = model(x)
+    assert not torch.allclose(ablated, clean)
+    assert torch.equal(model(x), ablated), "add_hook hooks persist across forwards"
+    model.run_with_hooks(x, [("hook_embed", lambda t, hook: None)])  # a context removes only its own hooks
+    assert torch.equal(model(x), ablated)
+    model.run_with_hooks(x, [("blocks.1.hook_attn_out", lambda t, hook: t * 0)], reset_hooks_end=False)
+    both = model(x)
+    assert not torch.allclose(both, ablated), "reset_hooks_end=False keeps the run's hooks"
+    with model.hooks([("blocks.1.hook_mlp_out", lambda t, hook: t * 0)]):
+        assert not torch.allclose(model(x), both)
+        model.reset_hooks()  # inside a context: the context's exit must cope
+    assert torch.equal(model(x), clean), "reset_hooks removes every hook added through the API"
+    assert not any(h._forward_hooks for h in model.hook_dict.values())
+
+
+@pytest.mark.parametrize("name", ["softmax-absolute", "untied-bias", "gated-rmsnorm"])
+def test_ln_final_hook_normalized_is_what_the_unembedding_reads(name):
+    model = Transformer(VARIANTS[name], seed=0)
+    x = tokens()
+    logits, cache = model.run_with_cache(x, names_filter="ln_final.hook_normalized")
+    torch.testing.assert_close(logits, cache["normalized"] @ model.unembedding_weight.T)
+    # the fused loss path fires the same hook: zero features give uniform logits, loss log V
+    targets = x.roll(-1, 1)
+    with model.hooks([("ln_final.hook_normalized", lambda t, hook: torch.zeros_like(t))]):
+        assert math.isclose(model.loss(x, targets).item(), math.log(V), rel_tol=1e-6)
+    assert not math.isclose(model.loss(x, targets).item(), math.log(V), rel_tol=1e-3)
+
+
+@torch.no_grad()
+def test_arena_style_snippets_run():
+    """Code in the style of ARENA's TransformerLens exercises: filters, partials, in-place edits, caches."""
+    from functools import partial
+
+    from labkit.model import get_act_name as act  # as ``utils.get_act_name``
+
+    model = Transformer(cfg(), seed=0)
+    x, corrupted = tokens(), tokens(seed=1)
+    patterns = {}
+
+    def store(pattern, hook):
+        patterns[hook.layer()] = pattern
+
+    model.run_with_hooks(x, fwd_hooks=[(lambda n: n.endswith("pattern"), store)])
+    assert sorted(patterns) == [0, 1] and patterns[1].shape == (3, 2, T, T)
+
+    def head_ablation_hook(activation, hook, head_index):
+        activation[:, :, head_index, :] = 0.0  # in place, returns None: the edit is what counts
+
+    clean_logits, clean_cache = model.run_with_cache(x, names_filter=lambda n: "resid" in n)
+    z_ablated = model.run_with_hooks(x, fwd_hooks=[(act("z", 0), partial(head_ablation_hook, head_index=1))])
+    v_ablated = model.run_with_hooks(x, fwd_hooks=[(act("v", 0), partial(head_ablation_hook, head_index=1))])
+    assert not torch.allclose(z_ablated, clean_logits)
+    torch.testing.assert_close(z_ablated, v_ablated)  # z_h = pattern_h @ v_h: zero v_h, zero z_h
+
+    def patch_residual(corrupted_resid, hook, clean_cache):
+        corrupted_resid[:, :, :] = clean_cache[hook.name]
+        return corrupted_resid
+
+    patched = model.run_with_hooks(
+        corrupted, fwd_hooks=[(act("resid_pre", 1), partial(patch_residual, clean_cache=clean_cache))]
+    )
+    assert torch.equal(patched, clean_logits), "everything after resid_pre 1 comes from the clean run"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_idle_and_observing_hooks_leave_logits_bit_identical(name):
+    model = Transformer(VARIANTS[name], seed=0)
+    x = tokens()
+    clean = model(x)
+    observed = model.run_with_hooks(x, [(lambda n: "pattern" not in n, lambda t, hook: None)])
+    assert torch.equal(observed, clean)
+    model.add_hook(lambda n: True, lambda t, hook: None)
+    model.reset_hooks()
+    assert torch.equal(model(x), clean)
 
 
 def test_moe_aux_loss():
