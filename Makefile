@@ -35,7 +35,8 @@ book: $(STAMP) $(ASSETS)
 site: $(STAMP) $(ASSETS)
 	$(PYTHON) -m labkit book
 
-## test: every test: labkit unit tests, nbval over notebooks, papermill smoke runs, site build, browser
+## test: every test: labkit unit tests, nbval over notebooks, papermill smoke runs, site build, browser;
+## fails too when a notebook runs over its time budget (table at the end; tests/conftest.py)
 test: $(STAMP) $(ASSETS)
 	$(PYTHON) -m ruff check labkit tests benchmarks notebooks
 	$(PYTHON) -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg

@@ -1,21 +1,22 @@
 """Sweep throughput on this machine: trainer overhead, batched vs one-by-one training, sweep executors.
 
-Why: every chapter is a sweep of tiny trainings, so tokens per second of *sweeps* is the lab's speed
-(issue #6). One run of this script prints, side by side and as ratios from the same process:
+Why: every chapter is a sweep of tiny trainings, so tokens per second of *sweeps* is the lab's speed.
+One run of this script prints, side by side and as ratios from the same process:
 
 1. peak fp32 matmul rate (a large ``torch.matmul``), the denominator of MFU = 6·P·tokens/s / peak;
 2. ``labkit.train.train`` against a minimal plain-PyTorch loop (same model, AdamW, clipping, schedule,
    same batches): the trainer's overhead;
 3. 8 same-shape models trained one after another (``train``) against together (``train_batched``), at
-   ~20k / ~100k / ~250k parameters (REFERENCE §12's bioD records: 20 tokens, batch 128), plus a
+   ~20k / ~100k / ~250k parameters (chapter 2's ``cpu-full`` bioD records: 20 tokens, batch 128), plus a
    small-step case (short records, batch 16) where per-step overhead dominates;
 4. a capacity-style sweep (3 sizes × 4 seeds) through the sweep executors: serial with torch's
    default threads, serial with 1 thread, batched in one process, and 1-thread worker processes
    (unbatched and batched = ``auto_executor``);
-5. chapter 2's ``cpu-full`` capacity sweep, before and after issue #6, on a slice of it: every one of
-   its 8 runs (data, model, bits measurement included) with ``--cpu-full-fraction`` of its exposures,
-   so each run keeps its share of the sweep's time. *Before*: the run one after the other with the
-   pre-issue training step (logits, then ``F.cross_entropy``; the plain loop of 2.), with torch's
+5. chapter 2's ``cpu-full`` capacity sweep, before and after the lab's sweep speed-ups (fused loss,
+   1-thread worker processes, batched same-shape runs), on a slice of it: every one of its 8 runs
+   (data, model, bits measurement included) with ``--cpu-full-fraction`` of its exposures, so each
+   run keeps its share of the sweep's time. *Before*: the run one after the other with the
+   earlier training step (logits, then ``F.cross_entropy``; the plain loop of 2.), with torch's
    default threads and with 1 thread (what a notebook's ``labkit.setup`` gave). *After*: exactly what
    ``python -m labkit.capacity --profile cpu-full`` runs (``capacity.pool_executor``, fused loss);
    plus the fused loss alone (serial, default threads) to split the gain.
@@ -51,7 +52,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
 from labkit import capacity, profiles  # noqa: E402
 from labkit.batched import BatchableRun, RunSetup, keep_freed_memory, train_batched  # noqa: E402
 from labkit.data.biod import BioD  # noqa: E402
-from labkit.data.random import RandomSequences  # noqa: E402
+from labkit.data.uniform import RandomSequences  # noqa: E402
 from labkit.model import Transformer, tiny  # noqa: E402
 from labkit.sweep import auto_executor, batched_executor, process_executor, run_sweep, serial_executor  # noqa: E402
 from labkit.train import (  # noqa: E402
@@ -68,7 +69,7 @@ OUT = ROOT / "_build" / "bench" / "bench_sweep.json"
 
 
 def biod(n: int, seed: int = 0) -> BioD:
-    """REFERENCE §12's data: 2-token names from 100 × 100, K = 8 attributes of 256 values, 20 tokens."""
+    """Chapter 2's ``cpu-full`` data: 2-token names from 100 × 100, K = 8 attributes of 256 values, 20 tokens."""
     return BioD(n, K=8, C=1, D=256, L=1, T=256, seed=seed, name_pools=(100, 100))
 
 
@@ -212,7 +213,8 @@ def bench_batched(label: str, data, d_model: int, batch_size: int, exposures: in
 
 
 class CapacityRun(BatchableRun):
-    """One capacity-style run: a tiny GPT of width ``d_model`` on bioD data of its seed (§12 recipe).
+    """One capacity-style run: a tiny GPT of width ``d_model`` on bioD data of its seed (the lab's CPU
+    recipe: AdamW at lr 5e-3, batch 128).
 
     Results carry ``cpu_s``, the CPU seconds of the training in whichever process ran it (a batch's
     share per run), from which the speed-up on an otherwise idle machine is estimated.
@@ -294,10 +296,10 @@ def bench_sweep(rounds: int, quick: bool) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-class PreIssueCapacityRun(capacity.CapacityRun):
-    """``capacity.run_capacity`` as it computed before issue #6: the same data, model, recipe and bits
+class PlainLoopCapacityRun(capacity.CapacityRun):
+    """``capacity.run_capacity`` as it computed before the fused loss: the same data, model, recipe and bits
     measurement, trained by the plain loop (full logits, then ``F.cross_entropy``), which ran at the
-    speed of the pre-issue ``labkit.train`` (section 2 measures the two side by side)."""
+    speed of the earlier ``labkit.train`` (section 2 measures the two side by side)."""
 
     def __call__(self, config: dict) -> dict:
         s = self.setup(config)
@@ -326,8 +328,8 @@ def bench_cpu_full(fraction: float, which: tuple[str, ...] = CPU_FULL_VARIANTS) 
     cores = os.cpu_count() or 1
     sizes = profiles.resolve(capacity.CHAPTER, "cpu-full")
     every = {
-        "before": (f"before: serial, {cores} threads (torch default)", PreIssueCapacityRun(), serial_executor, cores),
-        "before-1-thread": ("before: serial, 1 thread (labkit.setup default)", PreIssueCapacityRun(),
+        "before": (f"before: serial, {cores} threads (torch default)", PlainLoopCapacityRun(), serial_executor, cores),
+        "before-1-thread": ("before: serial, 1 thread (labkit.setup default)", PlainLoopCapacityRun(),
                             serial_executor, 1),
         "fused-only": (f"fused loss only: serial, {cores} threads", capacity.run_capacity, serial_executor, cores),
         "after": (f"after: python -m labkit.capacity (pool ×{sizes['processes']}, {sizes['threads']} thread)",

@@ -1,9 +1,10 @@
 """Information content of the lab's datasets, bits learned from per-entity losses, and the capacity ratio.
 
-Why one module: Part 3.3's claim "2 bits per parameter" is only as good as the bit accounting behind it.
-Every chapter takes both numbers from here: how many bits a dataset holds (Prop 2.3 for bioD, its bioS
-analogue, N·S·log2 V for random sequences) and how many of them a model holds (Def 4.1, Def 4.3, and
-Morris et al.'s per-sample code length for random data), so the two always use the same conventions.
+Why one module: the claim of Part 3.3 (allenzhu2024part33), "2 bits per parameter", is only as good as
+the bit accounting behind it. Every chapter takes both numbers from here: how many bits a dataset holds
+(Prop 2.3 for bioD, its bioS analogue, N·S·log2 V for random sequences) and how many of them a model holds
+(Def 4.1, Def 4.3, and the per-sample code length of Morris et al., morris2025memorize, for random data),
+so the two always use the same conventions. Definitions and propositions are numbered as in Part 3.3.
 
 Conventions
 - Losses are in nats, **summed over the tokens of one entity** (the name, one attribute value, the first
@@ -30,10 +31,17 @@ from labkit.checks import check_int
 LN2 = math.log(2.0)
 LOG2E = 1.0 / LN2
 
-#: Distinct full names in bioS: first / middle / last name pools of 400 / 400 / 1000 (Part 3.1).
-N0_BIOS = 400 * 400 * 1000
+# The sizes of bioS are defined here, once: this module sits below labkit.data in the dependency order,
+# so the datasets (labkit.data.bios's Pools.load, labkit.data.biod's default name pools) take them from
+# here, and the bit accounting can never disagree with the data about N0 or S0.
+
+#: Sizes of bioS's first / middle / last name pools (Part 3.1, allenzhu2023part31); bioD's default names.
+BIOS_NAME_POOLS: tuple[int, int, int] = (400, 400, 1000)
+#: Distinct full names in bioS: N0 = 400 · 400 · 1000 = 1.6e8.
+N0_BIOS = math.prod(BIOS_NAME_POOLS)
 #: Number of possible values of each bioS attribute that is knowledge (company city is a function of the
-#: employer, so it is not counted; gender is told by the pronouns).
+#: employer, so it is not counted; gender is told by the pronouns). Birth dates are 12 months × 28 days
+#: × 200 years; the others are the sizes of the value pools in ``labkit/data/pools/``.
 BIOS_ATTRIBUTE_SIZES: dict[str, int] = {
     "birth_date": 12 * 28 * 200,
     "birth_city": 200,
@@ -87,8 +95,9 @@ def bios_information(N: int, N0: int = N0_BIOS, *, log2_S0: float = LOG2_S0, exa
 
     ``exact=True``: ``log2 C(N0, N) + N·log2 S0``. ``exact=False``: the approximation of Prop 2.3,
     ``N·log2(N0/N) + N·log2 S0``, which is what Def 4.3 gives for a model that knows everything (its name
-    loss is then ln N: the N names are equally likely) and what REFERENCE's worked totals (0.62M bits for
-    N = 10K ...) use. The two differ by about N·log2 e (Stirling), i.e. ~2-3% for N <= 1M.
+    loss is then ln N: the N names are equally likely) and what the totals usually quoted for Part 3.3's
+    bioS(N) use (0.62M bits for N = 10K ...; chapter 1, ``notebooks/01_knowledge_as_bits.ipynb``, sets
+    them side by side). The two differ by about N·log2 e (Stirling), i.e. ~2-3% for N <= 1M.
     """
     N0 = check_int("N0", N0, 1)
     N = check_int("N", N, 1, N0, "N0")
@@ -201,7 +210,7 @@ def biod_bits(N: int, K: int, C: int, D: int, L: int, T: int, p1: float, p2: flo
 
 def random_bits(item_loss: torch.Tensor | np.ndarray | Sequence[float], S: int, V: int,
                 n_items: int | None = None) -> BitsLearned:
-    """Bits memorized of uniformly random sequences (Morris et al. 2025).
+    """Bits memorized of uniformly random sequences (Morris et al., morris2025memorize).
 
     Per item: ``S·log2 V - loss/ln2`` (the uniform code length minus the model's code length, loss in
     nats summed over the S value tokens), clipped at 0 per item; summed over items. If only a subset of

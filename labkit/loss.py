@@ -1,19 +1,15 @@
 """The training loss of a tied-unembedding language model: unembedding and cross-entropy in one step.
 
 Why a module: for the lab's tiny models the output layer is a large part of the step. A 2-layer GPT of
-width 32 on bioD (vocabulary 467, batch 128 × 19 targets) spends about half of every training step
-(profiled) producing the (tokens × vocab) logits, their log-softmax, the one-hot gradient and the
-softmax backward. ``F.cross_entropy(hidden @ W.T, targets)`` walks that 4.5 MB matrix about six
-times (matmul, log-softmax, a zero fill and a scatter for the gradient, the log-softmax backward, two
-matmuls reading it); :func:`linear_cross_entropy` turns each 256-row slice of logits into
-log-probabilities and then probabilities while the slice is in the core's cache, keeps those
-probabilities as the gradient's storage, and walks the matrix about three times.
-
-Measured on the 2-core lab CPU with one torch thread (the lab's default), cpu-full bioD data: training
-steps 1.12× / 1.26× / 1.18× faster at widths 16 / 32 / 40 (medians of 3 alternating runs; the
-machine's noise is about ±10%). With two threads per process the gain is within that noise (a slice
-of the cpu-full sweep, benchmarks/bench_sweep.py: 85 s against 83 s in one run, 76 s against 93 s in
-another). Values and gradients equal ``F.cross_entropy``'s up to float rounding (tested).
+width 32 on bioD (vocabulary 467, batch 128 × 19 targets) spends a large share of every training step
+producing the (tokens × vocab) logits, their log-softmax, the one-hot gradient and the softmax
+backward. ``F.cross_entropy(hidden @ W.T, targets)`` walks that 4.5 MB matrix about six times (matmul,
+log-softmax, a zero fill and a scatter for the gradient, the log-softmax backward, two matmuls reading
+it); :func:`linear_cross_entropy` turns each 256-row slice of logits into log-probabilities and then
+probabilities while the slice is in the core's cache, keeps those probabilities as the gradient's
+storage, and walks the matrix about three times. That pays with one torch thread per process (the
+lab's default); the measured gains are in ``benchmarks/README.md``. Values and gradients equal
+``F.cross_entropy``'s up to float rounding (tested in ``tests/test_loss.py``).
 
 Used by :meth:`labkit.model.Transformer.loss` (hence ``labkit.train``) and by the batched trainer, on
 the CPU in fp32; on a GPU or under autocast it falls back to ``F.cross_entropy`` on the logits (there

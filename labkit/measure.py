@@ -1,9 +1,10 @@
 """Measuring what a model knows: per-entity losses, exact recall, bits learned, MLS and MAC.
 
-Why here and not in each chapter: Part 3.3's definitions (bits learned from losses *summed over an
-entity's tokens*, R = bits / parameters without unused embedding rows) and Härmä et al.'s MLS/MAC are
-easy to get subtly wrong (averaging instead of summing, an off-by-one between logits and targets,
-counting embedding rows of tokens that never occur). Every chapter reads its numbers from here.
+Why here and not in each chapter: Part 3.3's definitions (allenzhu2024part33: bits learned from losses
+*summed over an entity's tokens*, R = bits / parameters without unused embedding rows) and Härmä et al.'s
+MLS/MAC (harma2024empirical) are easy to get subtly wrong (averaging instead of summing, an off-by-one
+between logits and targets, counting embedding rows of tokens that never occur). Every chapter reads its
+numbers from here.
 
 Position convention (labkit.data.base): the loss of token t is ``-log p(tokens[t] | tokens[:t])``,
 read from the logits at position t - 1; an entity span [start, end) covers tokens start..end-1.
@@ -140,7 +141,8 @@ class Measurement:
     """Bits of a dataset a model holds, and the capacity ratio R = bits / params (Part 3.3).
 
     ``params`` excludes embedding rows of tokens that never occur in the dataset; R is also given
-    against non-embedding parameters, since embeddings are a large share of tiny models (REFERENCE §12).
+    against non-embedding parameters, since embeddings are a large share of tiny models (a third to a half
+    of the parameters of chapter 2's ``cpu-full`` models).
     ``breakdown`` holds the dataset's terms of ``bits`` (each clipped at 0, labkit.info); ``unclipped``
     the same terms before clipping (negative: worse than knowing only the marginal distribution).
     """

@@ -170,7 +170,7 @@ def serial_executor(
 
 
 # --------------------------------------------------------------------------------------------------
-# Faster executors (issue #6): batching same-shape runs, running in parallel processes
+# Faster executors: batching same-shape runs, running in parallel processes
 #
 # A run function may offer two optional methods (labkit.batched.BatchableRun implements both):
 #   shape_key(config) -> hashable or None   runs with equal keys can train together (None: never batch)
@@ -326,8 +326,8 @@ def process_executor(workers: int | None = None, threads: int = 1, batch: bool =
     ``workers`` processes with ``threads`` torch threads each; default: one 1-thread worker per core.
 
     Why processes of one thread: a tiny model's step is a chain of small kernels that two threads
-    share badly, so two 1-thread jobs beat one 2-thread job on the lab's 2-core CPU (REFERENCE §12,
-    re-measured by benchmarks/bench_sweep.py). Groups are split into about two units per worker,
+    share badly, so two 1-thread jobs beat one 2-thread job on the lab's 2-core CPU (measured by
+    benchmarks/bench_sweep.py, benchmarks/README.md). Groups are split into about two units per worker,
     which start largest first. Workers come from a fresh interpreter (see ``_context``), so ``run_fn``
     must be importable by them: defined in a module (or a script run as ``__main__``), not in a
     notebook cell; see ``shippable``. One pending unit runs in this process, without a pool.

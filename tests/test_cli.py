@@ -1,14 +1,18 @@
-"""``python -m labkit run``: parameters are validated before a kernel starts; outputs are atomic."""
+"""``python -m labkit``: parameters are validated before a kernel starts, outputs are atomic, and every
+subcommand hands its arguments to the module that does the work (``labkit.runner``, ``labkit.profiles``,
+``labkit.experiments``).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import nbformat
 import pytest
 
-from labkit import cli
+from labkit import cli, profiles, runner
 
 
 @pytest.mark.parametrize(
@@ -16,7 +20,7 @@ from labkit import cli
     [("3", 3), ("0.5", 0.5), ("true", True), ("False", False), ("full", "full"), ("'x y'", "x y"), ("none", None)],
 )
 def test_parse_value(text, value):
-    assert cli.parse_value(text) == value
+    assert runner.parse_value(text) == value
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -52,7 +56,7 @@ def test_missing_notebook_is_a_clear_error(tmp_path):
 
 def test_float_parameter_accepts_an_int(make_notebook):
     notebook = make_notebook()
-    assert cli.validate_parameters(notebook, {"lr": 1}) == {"lr": 1.0}
+    assert runner.validate_parameters(notebook, {"lr": 1}) == {"lr": 1.0}
 
 
 def test_run_writes_to_a_new_path_and_never_touches_the_input(make_notebook, tmp_path, monkeypatch):
@@ -88,3 +92,51 @@ def test_in_place_overwrites_only_on_request(make_notebook):
 def test_profiles_command_lists_every_chapter():
     result = run_cli("profiles")
     assert result.returncode == 0 and "00_welcome" in result.stdout and "quick" in result.stdout
+
+
+def test_profiles_prints_what_describe_returns(monkeypatch, capsys):
+    asked = []
+    monkeypatch.setattr(profiles, "describe", lambda chapter: asked.append(chapter) or f"about {chapter}",
+                        raising=False)
+    assert cli.main(["profiles", "00_welcome"]) == 0 and cli.main(["profiles"]) == 0
+    assert asked == ["00_welcome", None]
+    assert capsys.readouterr().out == "about 00_welcome\nabout None\n"
+
+
+@pytest.fixture
+def sweep_calls(monkeypatch) -> list[tuple[tuple, dict]]:
+    """Stand in for ``labkit.experiments.sweep_command``: records its calls, rejects experiment "bogus"."""
+    calls: list[tuple[tuple, dict]] = []
+
+    def sweep_command(*args, **kwargs) -> int:
+        if args[0] == "bogus":
+            raise ValueError("experiment='bogus' is not valid; allowed: capacity")
+        calls.append((args, kwargs))
+        return 0
+
+    monkeypatch.setitem(sys.modules, "labkit.experiments", types.SimpleNamespace(sweep_command=sweep_command))
+    return calls
+
+
+def test_sweep_passes_every_option(sweep_calls):
+    assert cli.main(["sweep", "capacity", "--profile", "cpu-full", "--out", "r.json", "--cache", "c",
+                     "--executor", "serial", "--dry-run"]) == 0
+    assert cli.main(["sweep", "capacity", "--profile", "quick"]) == 0
+    assert sweep_calls == [
+        (("capacity",), dict(profile="cpu-full", out="r.json", cache="c", executor="serial", dry_run=True)),
+        (("capacity",), dict(profile="quick", out=None, cache=None, executor=None, dry_run=False)),
+    ]
+
+
+def test_sweep_bad_input_is_one_error_line(sweep_calls, capsys):
+    assert cli.main(["sweep", "bogus", "--profile", "quick"]) == 2
+    assert capsys.readouterr().err == "error: experiment='bogus' is not valid; allowed: capacity\n"
+    with pytest.raises(SystemExit) as exit_:  # argparse: --profile is required
+        cli.main(["sweep", "capacity"])
+    assert exit_.value.code == 2 and "--profile" in capsys.readouterr().err
+
+
+def test_the_command_line_imports_no_heavy_module_until_a_command_runs():
+    code = "import sys, labkit.cli; labkit.cli.build_parser(); print(sorted({'torch', 'papermill'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -9,12 +10,16 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import constant_losses, raises_invalid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labkit import info
 from labkit.data import TokenDataset
 from labkit.data.bios import (
     KNOWLEDGE_ATTRIBUTES,
+    POOL_FILES,
+    POOLS_DIR,
     QA_TEMPLATES,
     SENTENCE_ATTRIBUTES,
     BioS,
@@ -27,7 +32,7 @@ from labkit.data.bios import (
 from labkit.info import LOG2_S0, bios_information
 from labkit.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
-FAST = settings(max_examples=15, deadline=None)
+FAST = settings(max_examples=15)
 SMALL = Pools.load(first=3, middle=2, last=4)  # N0 = 24: uniqueness is tested at full occupancy
 
 
@@ -48,13 +53,21 @@ def sentences(text: str) -> list[str]:
 # ---- pools and templates ---------------------------------------------------------------------------------
 
 
+def test_pool_files_hold_at_least_the_sizes_labkit_info_counts():
+    # every list in pools/ (bar the templates) backs one Pools.load argument
+    assert {file for file, _ in POOL_FILES.values()} == {p.name for p in POOLS_DIR.glob("*.txt")} - {"templates.txt"}
+    for name, (file, size) in POOL_FILES.items():
+        lines = [s for s in (POOLS_DIR / file).read_text(encoding="utf-8").splitlines() if s.strip()]
+        assert len(lines) >= size, f"{file} has {len(lines)} entries, labkit.info counts {size} ({name})"
+    assert tuple(POOL_FILES[k][1] for k in ("first", "middle", "last")) == info.BIOS_NAME_POOLS
+
+
 def test_pools_have_the_paper_sizes_and_unique_entries():
     pools = Pools.load()
-    sizes = {
-        k: len(getattr(pools, k)) for k in ("first", "middle", "last", "cities", "universities", "majors", "employers")
-    }
+    sizes = {name: len(getattr(pools, name)) for name in POOL_FILES}
     assert sizes == dict(first=400, middle=400, last=1000, cities=200, universities=300, majors=100, employers=263)
-    assert pools.n_names == 160_000_000
+    assert pools.n_names == info.N0_BIOS == 160_000_000
+    assert pools.attribute_sizes() == info.BIOS_ATTRIBUTE_SIZES  # the data and the bit accounting agree
     for name in sizes:
         entries = getattr(pools, name)
         assert len(set(entries)) == len(entries), name
@@ -256,9 +269,7 @@ def test_information_and_bits_learned_limits(fresh):
     N = fresh.n_items
     assert fresh.information_bits() == pytest.approx(bios_information(N))
     ln = math.log
-
-    def full(value: float) -> torch.Tensor:  # float64, as labkit.measure returns: ln N in float32 is off by 1e-7
-        return torch.full((N,), value, dtype=torch.float64)
+    full = functools.partial(constant_losses, N)
 
     sizes = fresh.pools.attribute_sizes()
     oracle = {"name": full(ln(N))} | {f"value/{a}": full(0.0) for a in SENTENCE_ATTRIBUTES}
@@ -296,7 +307,7 @@ def test_fullname_mode_drops_gender_from_the_knowledge():
     ],
 )
 def test_invalid_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with raises_invalid(message):
         BioS(**(dict(N=10) | kwargs))
 
 

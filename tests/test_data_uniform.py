@@ -1,22 +1,23 @@
-"""Random sequences with keys: layout, keys, loss mask, determinism, accounting, validation."""
+"""Random sequences with keys (labkit.data.uniform): layout, keys, loss mask, determinism, accounting,
+validation."""
 
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
 import torch
+from conftest import constant_losses, raises_invalid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit.data import TokenDataset
-from labkit.data.random import RandomSequences, key_length, sample
+from labkit.data.uniform import RandomSequences, key_length, sample
 from labkit.tokenizer import BOS_ID
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(st.integers(1, 300), st.integers(1, 12), st.integers(2, 40), st.integers(2, 16), st.integers(0, 2**32))
 def test_layout_keys_and_values(N, S, V, base, seed):
     d = sample(N, S, V, seed=seed, key_base=base)
@@ -53,9 +54,9 @@ def test_information_and_bits_learned():
     d = sample(50, 10, 32)
     assert d.information_bits() == 50 * 10 * 5
     assert d.used_tokens().tolist() == d.exposure(0).tokens.unique().tolist()
-    perfect = torch.zeros(50, dtype=torch.float64)
+    perfect = constant_losses(50, 0.0)
     assert d.bits_learned({"value": perfect}).bits == pytest.approx(d.information_bits())
-    chance = torch.full((50,), 10 * math.log(32), dtype=torch.float64)
+    chance = constant_losses(50, 10 * math.log(32))
     assert d.bits_learned({"value": chance}).bits == pytest.approx(0.0, abs=1e-9)
     mixed = torch.cat([perfect[:25], 2 * chance[:25]])  # half memorized, half worse than chance (clipped)
     assert d.bits_learned({"value": mixed}).bits == pytest.approx(d.information_bits() / 2)
@@ -70,5 +71,5 @@ def test_information_and_bits_learned():
     (dict(key_base=1), "key_base=1 is not valid; allowed: key_base >= 2"),
 ])
 def test_invalid_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with raises_invalid(message):
         RandomSequences(**(dict(N=5, S=4, V=8) | kwargs))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train import library, tiny_model
+from conftest import library, tiny_model
 from torch import nn
 
 from labkit.data import biod

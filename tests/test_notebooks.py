@@ -1,7 +1,8 @@
 """Every chapter runs headlessly with non-default parameters (papermill, ``smoke`` profile, seed 1).
 
 The committed outputs themselves are re-executed and compared by nbval (``pytest --nbval-lax
-notebooks``, cells marked ``# NBVAL_CHECK_OUTPUT``); this test proves the parameters path works.
+notebooks``, cells marked ``# NBVAL_CHECK_OUTPUT``); this test proves the parameters path works. Both
+runs count against each notebook's time budget (``tests/conftest.py``), reported at the end of a run.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import json
 import nbformat
 import pytest
 
-from labkit import book, profiles
-from labkit.cli import notebook_parameters, run_notebook
+from labkit import profiles, site
+from labkit.runner import notebook_parameters, run_notebook
 
-NOTEBOOKS = book.chapter_notebooks()
+NOTEBOOKS = site.chapter_notebooks()
 
 
 def test_the_toc_lists_every_notebook():
-    on_disk = sorted(p.name for p in (book.ROOT / "notebooks").glob("*.ipynb"))
+    on_disk = sorted(p.name for p in (site.ROOT / "notebooks").glob("*.ipynb"))
     assert sorted(p.name for p in NOTEBOOKS) == on_disk
 
 
@@ -29,7 +30,7 @@ def test_notebook_structure(notebook):
     assert "parameters" in first_code.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
     params = notebook_parameters(notebook)
     assert params["profile"] == "quick" and params["seed"] == 0
-    assert notebook.stem in profiles.CHAPTERS
+    assert notebook.stem in profiles.chapters()
     sources = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "NBVAL_CHECK_OUTPUT" in sources, "key numbers must be checked by nbval"
     assert "assert " in sources, "the chapter must check its claim in a cell"

@@ -4,6 +4,10 @@ The browser test serves ``_build/html`` on 127.0.0.1, opens every chapter in hea
 asserts that each plotly figure drew its traces, that no request left 127.0.0.1 and that no request
 failed, and that the page raised no JavaScript error. In CI (``LAB_REQUIRE_BROWSER=1``) a missing
 Chromium is a failure; on a laptop without it the test skips and says why.
+
+The staging tests (``make book``'s first step) stage a one-chapter book in a temporary folder: the
+chapter runs with the requested profile, papermill's injected-parameters cell is hidden from the page,
+and a profile the chapter lacks fails before anything is written.
 """
 
 from __future__ import annotations
@@ -17,20 +21,22 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import nbformat
 import pytest
+from conftest import write_notebook
 
-from labkit import book
+from labkit import site as labsite
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
-CHAPTER_PAGES = [p.relative_to(book.ROOT).with_suffix(".html").as_posix() for p in book.chapter_notebooks()]
+CHAPTER_PAGES = [p.relative_to(labsite.ROOT).with_suffix(".html").as_posix() for p in labsite.chapter_notebooks()]
 
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    return book.build_site(source_dir=book.ROOT, output_root=out)
+    return labsite.build_site(source_dir=labsite.ROOT, output_root=out)
 
 
 def test_site_has_every_page_and_serves_its_own_javascript(site):
@@ -107,3 +113,36 @@ def test_page_renders_offline_in_chromium(server, page, tmp_path):
     assert not outside, f"requests outside 127.0.0.1: {outside}"
     assert not failures, f"failed requests: {failures}"
     assert not errors, f"JavaScript errors: {errors}"
+
+
+def tiny_book(root: Path, notebook: str, parameters: str = 'profile = "quick"\nseed = 0') -> Path:
+    """The smallest book ``stage_book`` can stage: the config files, one page and one chapter notebook."""
+    (root / "book").mkdir(parents=True)
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    (root / "_config.yml").write_text("title: tiny\n")
+    (root / "references.bib").write_text("")
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n- file: notebooks/{notebook}\n")
+    (root / "notebooks").mkdir()
+    return write_notebook(root / "notebooks" / f"{notebook}.ipynb", parameters, "print(profile, seed)")
+
+
+def test_staged_chapters_run_with_the_profile_and_hide_the_injected_cell(tmp_path):
+    notebook = tiny_book(tmp_path, "99_tiny")
+    before = notebook.read_bytes()
+    stage = labsite.stage_book("smoke", seed=3, root=tmp_path)
+    assert stage == tmp_path / "_build" / "book-src"
+    assert {p.name for p in stage.iterdir()} == {"_config.yml", "_toc.yml", "references.bib", "book", "notebooks"}
+    executed = nbformat.read(stage / "notebooks" / "99_tiny.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
+    assert injected[0].metadata["tags"] == ["injected-parameters", "remove-cell"]  # off the page, still in the file
+    assert "smoke 3" in executed.cells[-1].outputs[0]["text"]
+    assert notebook.read_bytes() == before  # the committed notebook is never touched
+    assert labsite.hide_injected_parameters(stage / "notebooks" / "99_tiny.ipynb") == 0  # already hidden
+
+
+def test_a_profile_a_chapter_lacks_fails_before_anything_is_staged(tmp_path):
+    tiny_book(tmp_path, "00_welcome")  # a real chapter's name: its profiles are checked
+    with pytest.raises(ValueError, match="profile='qiuck' is not valid; allowed: smoke, quick, full"):
+        labsite.stage_book("qiuck", root=tmp_path)
+    assert not (tmp_path / "_build").exists()

@@ -1,8 +1,9 @@
 """Synthetic datasets of the lab and the small helpers they share.
 
 Modules: ``base`` (the ``TokenBatch`` / ``TokenDataset`` shape every dataset takes), ``bios`` (synthetic
-biographies, Parts 3.1-3.3), ``biod`` (bioD(N, K, C, D, L, T), Part 3.3), ``uniform`` (uniformly random
-sequences with keys: morris2025memorize, and MLS/MAC of harma2024empirical). The helpers below live here so that every dataset
+biographies, Parts 3.1-3.3), ``biod`` (bioD(N, K, C, D, L, T), Part 3.3, allenzhu2024part33), ``uniform``
+(uniformly random sequences with keys: morris2025memorize, and the MLS/MAC of harma2024empirical) and
+``registry`` (a dataset from its kind and sizes). The helpers below live here so that every dataset
 derives its random streams the same way (argument checks come from ``labkit.checks``); this module
 imports none of the dataset modules, so they can import it without a cycle.
 """

@@ -1,4 +1,4 @@
-"""bioD(N, K, C, D, L, T): Part 3.3's knowledge dataset with every size a knob (Def 2.2).
+"""bioD(N, K, C, D, L, T): Part 3.3's knowledge dataset with every size a knob (allenzhu2024part33, Def 2.2).
 
 N people with distinct names drawn without replacement from N0 possible names; K attributes; for each
 attribute a set of D distinct values, each a string of L tokens over a vocabulary of T tokens; each
@@ -9,14 +9,16 @@ chapter turn one knob at a time (longer values, bigger sets, more attributes) wh
 content stays exactly computable (labkit.info.biod_information, Prop 2.3), which is what checking
 "2 bits per parameter across K, C, D, L, T" needs.
 
-Names: ``name_pools`` gives the size of each name-token pool (default 400 × 400 × 1000, N0 = 1.6e8, three
-name tokens like bioS); ``name_pools=(100, 100)`` gives 2-token names and N0 = 10,000 as in REFERENCE §12.
-Each pool has its own tokens. ``N0`` may be passed too, as a check: it must equal the pools' product.
+Names: ``name_pools`` gives the size of each name-token pool (default bioS's 400 × 400 × 1000, N0 = 1.6e8,
+three name tokens); ``name_pools=(100, 100)`` gives 2-token names and N0 = 10,000, the bioD of chapter 2's
+``cpu-full`` profile (``notebooks/02_capacity_scaling_law.ipynb``). Each pool has its own tokens.
+``N0`` may be passed too, as a check: it must equal the pools' product.
 
 Record (compact, no text): ``[BOS, name tokens, key_1, value_1 (C·L tokens), ..., key_K, value_K, EOS]``,
 keys in fixed order, every token a training target. Spans: "name", "value/<k>" (k = 0..K-1, the C·L value
 tokens) and "value/<k>/chunk0" (its first L tokens: Def 4.1's p3). The data is static: every exposure is
-the same batch. Generation is vectorized (N = 100k, K = 8 in well under a second).
+the same batch. Generation is vectorized (no loop over people), so sizes of 100k people and more are
+cheap to build (timings in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from labkit.data.base import StaticDataset, TokenBatch
 from labkit.info import BitsLearned
 from labkit.tokenizer import BOS_ID, EOS_ID, BlockVocab
 
-DEFAULT_NAME_POOLS = (400, 400, 1000)
+DEFAULT_NAME_POOLS: tuple[int, ...] = info.BIOS_NAME_POOLS  # three name tokens, N0 = 1.6e8, as in bioS
 _STREAM_NAMES, _STREAM_SETS, _STREAM_VALUES = 21, 22, 23
 
 
@@ -146,5 +148,5 @@ class BioD(StaticDataset):
 
 def sample(N: int, K: int, C: int, D: int, L: int, T: int, seed: int = 0, N0: int | None = None,
            name_pools: Sequence[int] | None = None) -> BioD:
-    """bioD(N, K, C, D, L, T) for ``seed`` (REFERENCE §2); same arguments as :class:`BioD`."""
+    """bioD(N, K, C, D, L, T) for ``seed`` (Part 3.3, Def 2.2); same arguments as :class:`BioD`."""
     return BioD(N, K, C, D, L, T, seed=seed, N0=N0, name_pools=name_pools)

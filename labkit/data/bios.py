@@ -77,6 +77,18 @@ _TEMPLATE_RE = re.compile(r"^([^{}]*)\{([SsPpo])\}([^{}]*)\{V\}([^{}]*)$")
 _PRE, _Q1, _Q2, _Q3, _Q4, _MID, _VAL, _POST = range(8)
 _WIDTH = 8
 _STREAM_PEOPLE, _STREAM_RENDER = 11, 12
+_FIRST, _MIDDLE, _LAST = info.BIOS_NAME_POOLS
+#: Argument of :meth:`Pools.load` -> (its file in ``pools/``, its default size). The sizes come from
+#: labkit.info, where N0 and S0 are computed from the same numbers; a test checks every file is that long.
+POOL_FILES: dict[str, tuple[str, int]] = {
+    "first": ("first_names.txt", _FIRST),
+    "middle": ("middle_names.txt", _MIDDLE),
+    "last": ("last_names.txt", _LAST),
+    "cities": ("cities.txt", info.BIOS_ATTRIBUTE_SIZES["birth_city"]),
+    "universities": ("universities.txt", info.BIOS_ATTRIBUTE_SIZES["university"]),
+    "majors": ("majors.txt", info.BIOS_ATTRIBUTE_SIZES["major"]),
+    "employers": ("employers.txt", info.BIOS_ATTRIBUTE_SIZES["employer"]),
+}
 
 
 def _col(sentence: np.ndarray | int, part: int) -> np.ndarray | int:
@@ -146,21 +158,24 @@ class Pools:
     headquarters: tuple[str, ...]
 
     @classmethod
-    def load(cls, first: int = 400, middle: int = 400, last: int = 1000, cities: int = 200,
-             universities: int = 300, majors: int = 100, employers: int = 263) -> Pools:
-        """The committed pools, each cut to the given size (a prefix of the file)."""
-        def take(name: str, file: str, size: int) -> tuple[str, ...]:
+    def load(cls, first: int = POOL_FILES["first"][1], middle: int = POOL_FILES["middle"][1],
+             last: int = POOL_FILES["last"][1], cities: int = POOL_FILES["cities"][1],
+             universities: int = POOL_FILES["universities"][1], majors: int = POOL_FILES["majors"][1],
+             employers: int = POOL_FILES["employers"][1]) -> Pools:
+        """The committed pools, each cut to the given size (a prefix of the file; default: the paper's)."""
+        def take(name: str, size: int) -> tuple[str, ...]:
+            file = POOL_FILES[name][0]
             entries = _read_pool(file)
             return entries[: check_int(name, size, 1, len(entries), f"len({file})")]
 
-        rows = [e.split("|") for e in take("employers", "employers.txt", employers)]
+        rows = [e.split("|") for e in take("employers", employers)]
         return cls(
-            first=take("first", "first_names.txt", first),
-            middle=take("middle", "middle_names.txt", middle),
-            last=take("last", "last_names.txt", last),
-            cities=take("cities", "cities.txt", cities),
-            universities=take("universities", "universities.txt", universities),
-            majors=take("majors", "majors.txt", majors),
+            first=take("first", first),
+            middle=take("middle", middle),
+            last=take("last", last),
+            cities=take("cities", cities),
+            universities=take("universities", universities),
+            majors=take("majors", majors),
             employers=tuple(r[0].strip() for r in rows),
             headquarters=tuple(r[1].strip() for r in rows),
         )

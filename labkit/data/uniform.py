@@ -1,4 +1,8 @@
-"""Uniformly random token sequences with keys: pure information to memorize (Morris et al.; MLS / MAC).
+"""Uniformly random token sequences with keys: pure information to memorize.
+
+The data of Morris et al.'s memorization measurement (morris2025memorize) and of Härmä et al.'s MLS /
+MAC (harma2024empirical); chapter 0 (``notebooks/00_welcome.ipynb``) and chapter 3 use it. The module
+is called ``uniform``, not ``random``, so that it never shadows the standard library's ``random``.
 
 N items; item i is a key (i written in base ``key_base`` with key-digit tokens, a vocabulary separate
 from the values) followed by S value tokens drawn uniformly from V. Why: random data has no structure to

@@ -7,6 +7,8 @@ the website has to render with no network at all.
 
 Executed notebooks go to a staging copy of the book (``_build/book-src``), so a ``full`` run never
 silently overwrites the committed notebooks (use ``python -m labkit run ... --in-place`` for that).
+In that copy papermill's injected-parameters cell is hidden from the page: a reader sees the chapter,
+not ``profile = "full"`` twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ ASSETS_DIR = "_site_assets"  # not "_static": jupyter-book 1 would auto-load eve
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 BOOK_DIRS = ("book",)
 NODE_MODULES = ROOT / "site" / "node_modules"
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds after the parameters cell
+HIDDEN_TAG = "remove-cell"  # jupyter-book 1 (myst-nb) leaves a cell with this tag off the page
 
 # (source inside site/node_modules, destination inside the assets folder); folders are copied whole.
 NPM_ASSETS = (
@@ -75,10 +79,37 @@ def collect_assets(source_dir: Path) -> Path:
     return dest
 
 
-def stage_book(profile: str, seed: int | None = None, root: Path = ROOT) -> Path:
-    """Copy the book's pages to ``_build/book-src`` and execute every chapter into it with ``profile``."""
-    from labkit.cli import run_notebook, validate_parameters
+def hide_injected_parameters(notebook: Path) -> int:
+    """Tag papermill's injected-parameters cell(s) of ``notebook`` with ``remove-cell``; return how many.
 
+    The cell stays in the file (the executed notebook still records what it ran with); only the page
+    leaves it out. Rewrites the file only when a tag was added.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    hidden = 0
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if INJECTED_TAG in tags and HIDDEN_TAG not in tags:
+            cell.metadata["tags"] = [*tags, HIDDEN_TAG]
+            hidden += 1
+    if hidden:
+        nbformat.write(nb, notebook)
+    return hidden
+
+
+def stage_book(profile: str, seed: int | None = None, root: Path = ROOT) -> Path:
+    """Copy the book's pages to ``root/_build/book-src`` and execute every chapter into it with ``profile``.
+
+    Parameters are validated for every chapter before the first one runs, so a profile one chapter
+    lacks fails in seconds rather than after the others have executed.
+    """
+    from labkit.runner import run_notebook, validate_parameters
+
+    notebooks = chapter_notebooks(root)
+    given = {"profile": profile} if seed is None else {"profile": profile, "seed": seed}
+    runs = [(notebook, validate_parameters(notebook, dict(given))) for notebook in notebooks]
     stage = root / "_build" / "book-src"
     if stage.exists():
         shutil.rmtree(stage)
@@ -87,13 +118,11 @@ def stage_book(profile: str, seed: int | None = None, root: Path = ROOT) -> Path
         shutil.copy2(root / name, stage / name)
     for name in BOOK_DIRS:
         shutil.copytree(root / name, stage / name)
-    notebooks = chapter_notebooks(root)
-    for index, notebook in enumerate(notebooks, 1):
-        parameters = {"profile": profile} if seed is None else {"profile": profile, "seed": seed}
-        parameters = validate_parameters(notebook, parameters)
+    for index, (notebook, parameters) in enumerate(runs, 1):
         target = stage / notebook.relative_to(root)
-        print(f"[{index}/{len(notebooks)}] executing {notebook.relative_to(root)} ({parameters})", flush=True)
+        print(f"[{index}/{len(runs)}] executing {notebook.relative_to(root)} ({parameters})", flush=True)
         run_notebook(notebook, parameters, target, progress=False, cwd=notebook.parent)
+        hide_injected_parameters(target)
     return stage
 
 
