@@ -18,7 +18,7 @@ One run of this script prints, side by side and as ratios from the same process:
    run keeps its share of the sweep's time. *Before*: the run one after the other with the
    earlier training step (logits, then ``F.cross_entropy``; the plain loop of 2.), with torch's
    default threads and with 1 thread (what a notebook's ``labkit.setup`` gave). *After*: exactly what
-   ``python -m labkit.capacity --profile cpu-full`` runs (``capacity.pool_executor``, fused loss);
+   ``python -m labkit sweep capacity --profile cpu-full`` runs (the profile's worker processes, fused loss);
    plus the fused loss alone (serial, default threads) to split the gain.
 
 Other jobs share the machine, so absolute seconds mean little: variants run alternately (A B A B ...)
@@ -49,13 +49,14 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
-from labkit import capacity, profiles  # noqa: E402
 from labkit.batched import BatchableRun, RunSetup, keep_freed_memory, train_batched  # noqa: E402
 from labkit.data.biod import BioD  # noqa: E402
 from labkit.data.uniform import RandomSequences  # noqa: E402
+from labkit.experiments import capacity  # noqa: E402
 from labkit.model import Transformer, tiny  # noqa: E402
 from labkit.sweep import auto_executor, batched_executor, process_executor, run_sweep, serial_executor  # noqa: E402
 from labkit.train import (  # noqa: E402
+    TrainConfig,
     TrainHistory,
     exposure_permutation,
     lr_at,
@@ -159,7 +160,8 @@ def bench_trainer(rounds: int, peak1: float) -> dict:
     tokens = exposures * data.n_items * 20
     times = alternate({
         "plain": lambda: plain_loop(Transformer(cfg, seed=0), data, exposures, batch_size, lr, 0),
-        "labkit": lambda: train(Transformer(cfg, seed=0), data, exposures, batch_size, lr, 0, "cpu", progress=False),
+        "labkit": lambda: train(Transformer(cfg, seed=0), data, exposures=exposures, batch_size=batch_size, lr=lr,
+                                seed=0, device="cpu", progress=False),
     }, rounds, time.process_time)
     P = n_params(cfg)
     row = {"params": P, "tokens": tokens, "threads": 1}
@@ -191,11 +193,13 @@ def bench_batched(label: str, data, d_model: int, batch_size: int, exposures: in
 
     def one_by_one() -> None:
         for s in seeds:
-            train(Transformer(cfg, seed=s), data, exposures, batch_size, 5e-3, s, "cpu", progress=False)
+            train(Transformer(cfg, seed=s), data, exposures=exposures, batch_size=batch_size, lr=5e-3, seed=s,
+                  device="cpu", progress=False)
 
     def together() -> None:
-        train_batched([Transformer(cfg, seed=s) for s in seeds], data, exposures, batch_size, 5e-3, seeds, "cpu",
-                      progress=False)
+        train_batched([Transformer(cfg, seed=s) for s in seeds], data,
+                      [TrainConfig(exposures=exposures, batch_size=batch_size, lr=5e-3, seed=s) for s in seeds],
+                      device="cpu", progress=False)
 
     times = alternate({"sequential": one_by_one, "batched": together}, rounds, time.process_time)
     P = n_params(cfg)
@@ -223,8 +227,8 @@ class CapacityRun(BatchableRun):
     def setup(self, config: dict) -> RunSetup:
         data = biod(config["N"], seed=config["seed"])
         model = Transformer(tiny(data.vocab_size, 20, d_model=config["d_model"]), seed=config["seed"])
-        kwargs = dict(exposures=config["exposures"], batch_size=128, lr=5e-3, seed=config["seed"], device="cpu")
-        return RunSetup(model, data, kwargs)
+        return RunSetup(model, data, TrainConfig(exposures=config["exposures"], batch_size=128, lr=5e-3,
+                                                 seed=config["seed"]))
 
     def finish(self, config: dict, setup: RunSetup, history) -> dict:
         return {"final_loss": history.final_loss, "tokens": history.tokens_seen}
@@ -297,24 +301,25 @@ def bench_sweep(rounds: int, quick: bool) -> dict:
 
 
 class PlainLoopCapacityRun(capacity.CapacityRun):
-    """``capacity.run_capacity`` as it computed before the fused loss: the same data, model, recipe and bits
+    """``capacity.run`` as it computed before the fused loss: the same data, model, recipe and bits
     measurement, trained by the plain loop (full logits, then ``F.cross_entropy``), which ran at the
     speed of the earlier ``labkit.train`` (section 2 measures the two side by side)."""
 
     def __call__(self, config: dict) -> dict:
         s = self.setup(config)
-        kwargs = s.train_kwargs
+        recipe = s.config
         t0 = time.perf_counter()
-        plain_loop(s.model, s.dataset, kwargs["exposures"], kwargs["batch_size"], kwargs["lr"], kwargs["seed"])
-        steps = steps_per_exposure(s.dataset.n_items, kwargs["batch_size"]) * kwargs["exposures"]
-        tokens = kwargs["exposures"] * int(record_lengths(s.dataset.exposure(0)).sum())
+        plain_loop(s.model, s.dataset, recipe.exposures, recipe.batch_size, recipe.lr, recipe.seed)
+        steps = steps_per_exposure(s.dataset.n_items, recipe.batch_size) * recipe.exposures
+        tokens = recipe.exposures * int(record_lengths(s.dataset.exposure(0)).sum())
         history = TrainHistory(total_steps=steps, tokens_seen=tokens, wall_time=time.perf_counter() - t0, device="cpu")
         return self.finish(config, s, history)
 
 
 def cpu_full_slice(fraction: float) -> list[dict]:
     """The cpu-full grid of chapter 2 with ``fraction`` of each run's exposures (at least 1)."""
-    grid = capacity.capacity_grid(profiles.resolve(capacity.CHAPTER, "cpu-full"))
+    sizes = capacity.PROFILES["cpu-full"].sizes
+    grid = capacity.grid(sizes, sizes.seeds)
     return [{**c, "exposures": max(1, round(fraction * c["exposures"]))} for c in grid]
 
 
@@ -326,14 +331,15 @@ def bench_cpu_full(fraction: float, which: tuple[str, ...] = CPU_FULL_VARIANTS) 
     (the last one is the reference of the ratios: pass "after" last)."""
     grid = cpu_full_slice(fraction)
     cores = os.cpu_count() or 1
-    sizes = profiles.resolve(capacity.CHAPTER, "cpu-full")
+    execution = capacity.PROFILES["cpu-full"].run
+    after = process_executor(workers=execution.processes, threads=execution.threads, batch=True, cost=capacity.cost)
     every = {
         "before": (f"before: serial, {cores} threads (torch default)", PlainLoopCapacityRun(), serial_executor, cores),
         "before-1-thread": ("before: serial, 1 thread (labkit.setup default)", PlainLoopCapacityRun(),
                             serial_executor, 1),
-        "fused-only": (f"fused loss only: serial, {cores} threads", capacity.run_capacity, serial_executor, cores),
-        "after": (f"after: python -m labkit.capacity (pool ×{sizes['processes']}, {sizes['threads']} thread)",
-                  capacity.run_capacity, capacity.pool_executor(sizes["processes"], sizes["threads"]), 1),
+        "fused-only": (f"fused loss only: serial, {cores} threads", capacity.run, serial_executor, cores),
+        "after": (f"after: python -m labkit sweep capacity (pool ×{execution.processes}, {execution.threads} thread)",
+                  capacity.run, after, 1),
     }
     variants = {every[key][0]: every[key][1:] for key in which}
     times: dict[str, float] = {}
@@ -359,9 +365,9 @@ def warm_up() -> None:
     torch.set_num_threads(1)
     data = biod(256)
     cfg = tiny(data.vocab_size, 20, d_model=16)
-    train(Transformer(cfg), data, 1, 128, progress=False, device="cpu")
+    train(Transformer(cfg), data, exposures=1, batch_size=128, progress=False, device="cpu")
     plain_loop(Transformer(cfg), data, 1, 128, 5e-3, 0)
-    train_batched([Transformer(cfg), Transformer(cfg)], data, 1, 128, progress=False, device="cpu")
+    train_batched([Transformer(cfg), Transformer(cfg)], data, exposures=1, batch_size=128, progress=False, device="cpu")
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

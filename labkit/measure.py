@@ -25,7 +25,7 @@ from torch import nn
 from labkit.data.base import TokenBatch, TokenDataset
 from labkit.model import count_params
 from labkit.runtime import resolve_device, seed_everything
-from labkit.train import TrainHistory, record_lengths, train
+from labkit.train import TrainConfig, TrainHistory, record_lengths, train
 
 
 @dataclass
@@ -255,14 +255,10 @@ class MLSResult:
         return {**asdict(self), "history": self.history}
 
 
-def _train_kwargs(train_kwargs: Mapping[str, Any] | None, device: str | torch.device) -> dict[str, Any]:
-    return {"progress": False, "device": device, **(train_kwargs or {})}
-
-
 def mls(
     make_model: Callable[[], nn.Module],
     make_dataset: Callable[[int], TokenDataset],
-    train_kwargs: Mapping[str, Any] | None = None,
+    recipe: TrainConfig | None = None,
     start: int = 16,
     max_size: int = 4096,
     tolerance: float = 0.05,
@@ -277,7 +273,8 @@ def mls(
     Each probe builds a fresh model (``make_model()``, called right after ``seed_everything(seed)``
     with the training seed so the same initialisation is used at every n; make_model should not
     reseed differently) and a library ``make_dataset(n)``, trains it with ``train_fn(model, dataset,
-    **train_kwargs)`` and counts the items whose ``span`` is recalled exactly (``recalled``).
+    recipe, device=device, progress=False)`` (default recipe: ``TrainConfig()``) and counts the items
+    whose ``span`` is recalled exactly (``recalled``).
 
     A library counts as memorised when the recalled fraction is ≥ ``threshold`` (1.0 = every item,
     the definition; 0.99 tolerates a stray item that an unlucky seed or a flat argmax tie loses, which
@@ -289,17 +286,17 @@ def mls(
     if not 0 < threshold <= 1 or start < 1 or max_size < start or tolerance < 0:
         got = f"threshold={threshold}, start={start}, max_size={max_size}, tolerance={tolerance}"
         raise ValueError(f"{got} is not valid; allowed: 0 < threshold <= 1, 1 <= start <= max_size, tolerance >= 0")
-    kwargs = _train_kwargs(train_kwargs, device)
+    recipe = recipe or TrainConfig()
     probes: list[Probe] = []
     best: tuple[nn.Module, TokenDataset] | None = None
 
     def probe(n: int) -> bool:
         nonlocal best
-        seed_everything(kwargs.get("seed", 0))
+        seed_everything(recipe.seed)
         model, dataset = make_model(), make_dataset(n)
         t0 = time.perf_counter()
-        history = train_fn(model, dataset, **kwargs)
-        fraction = float(recalled(model, dataset, span, kwargs["device"]).float().mean())
+        history = train_fn(model, dataset, recipe, device=device, progress=False)
+        fraction = float(recalled(model, dataset, span, device).float().mean())
         complete = fraction >= threshold
         probes.append(Probe(n, fraction, complete, float(history.final_loss), time.perf_counter() - t0))
         if complete and (best is None or n > best[1].n_items):
@@ -365,17 +362,16 @@ class MACResult:
 def mac(
     model: nn.Module,
     dataset: TokenDataset,
-    train_kwargs: Mapping[str, Any] | None = None,
+    recipe: TrainConfig | None = None,
     span: str = "value",
     device: str | torch.device = "auto",
     params: Any = None,
     train_fn: TrainFn = train,
 ) -> MACResult:
     """Train ``model`` once on ``dataset`` (meant to exceed its capacity) and count what it recalls exactly."""
-    kwargs = _train_kwargs(train_kwargs, device)
-    history = train_fn(model, dataset, **kwargs)
-    n_recalled = int(recalled(model, dataset, span, kwargs["device"]).sum())
-    measurement = bits_learned(model, dataset, kwargs["device"], params)
+    history = train_fn(model, dataset, recipe or TrainConfig(), device=device, progress=False)
+    n_recalled = int(recalled(model, dataset, span, device).sum())
+    measurement = bits_learned(model, dataset, device, params)
     per_item = float(dataset.information_bits()) / dataset.n_items
     bits = n_recalled * per_item
     return MACResult(

@@ -12,7 +12,7 @@ import os
 
 import pytest
 import torch
-from test_train import biographies, library
+from conftest import biographies, library
 
 from labkit.batched import (
     BatchableRun,

@@ -22,7 +22,7 @@ from labkit.measure import (
     span_group,
 )
 from labkit.model import count_params
-from labkit.train import TrainHistory
+from labkit.train import TrainConfig, TrainHistory
 
 CONFIDENT = 30.0  # logit margin of the oracle: p(target) = 1 - O(V e^-30), i.e. a loss of ~1e-12 nats
 
@@ -67,7 +67,7 @@ class Oracle(nn.Module):
         return logits
 
 
-def memorise(model: Oracle, dataset: TokenDataset, **kwargs) -> TrainHistory:
+def memorise(model: Oracle, dataset: TokenDataset, recipe: TrainConfig, **kwargs) -> TrainHistory:
     """A ``train_fn`` for MLS/MAC: the oracle stores the first ``capacity`` items exactly."""
     model.learn(dataset)
     model.training_calls += 1
@@ -153,7 +153,7 @@ def test_bioD_recall_and_bits_of_a_partial_oracle():
     data = biod.sample(N=20, K=3, C=2, D=8, L=2, T=10, name_pools=(10, 10))
     oracle = Oracle(capacity=16).learn(data)
     assert torch.equal(recalled(oracle, data, "value", device="cpu"), torch.arange(20) < 16)
-    result = mac(oracle, data, {}, params=1000, train_fn=memorise, device="cpu")
+    result = mac(oracle, data, params=1000, train_fn=memorise, device="cpu")
     assert result.items_recalled == 16 and result.bits_per_item == pytest.approx(data.information_bits() / 20)
     m = result.measurement
     assert set(m.breakdown) == {"name", "values", "diversity"}
@@ -180,7 +180,6 @@ def _stub_mls(capacity: int, **kwargs):
     return mls(
         make_model=lambda: Oracle(capacity),
         make_dataset=library,
-        train_kwargs={},
         params=1000,
         train_fn=memorise,
         device="cpu",
@@ -214,7 +213,7 @@ def test_mls_finds_the_largest_completely_memorised_library():
 def test_mac_counts_recalled_items_and_loss_based_bits():
     data = library(100)
     oracle = Oracle(capacity=37)
-    result = mac(oracle, data, {}, params=500, train_fn=memorise, device="cpu")
+    result = mac(oracle, data, params=500, train_fn=memorise, device="cpu")
     assert oracle.training_calls == 1
     assert result.items_recalled == 37 and result.fraction_recalled == pytest.approx(0.37)
     assert result.bits_per_item == pytest.approx(12.0)
@@ -225,7 +224,7 @@ def test_mac_counts_recalled_items_and_loss_based_bits():
 
 
 def test_mac_and_mls_with_a_real_tiny_model():
-    settings = dict(exposures=60, batch_size=8, lr=1e-2, seed=0)
+    settings = TrainConfig(exposures=60, batch_size=8, lr=1e-2, seed=0)
     data = library(64)
     result = mac(tiny_model(data, n_layer=1), data, settings, device="cpu")
     assert 0 < result.items_recalled < 64  # over capacity: some items, not all
@@ -235,7 +234,7 @@ def test_mac_and_mls_with_a_real_tiny_model():
     sizes = mls(
         make_model=lambda: tiny_model(data, n_layer=1),
         make_dataset=library,
-        train_kwargs=settings,
+        recipe=settings,
         start=8,
         max_size=64,  # the MAC library: not fully recalled above, so the search must stop below it
         tolerance=0.25,

@@ -8,7 +8,8 @@ import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_train import FAST, library, tiny_model
+from conftest import library, tiny_model
+from test_train import FAST
 
 from labkit.measure import bits_learned
 from labkit.sweep import (

@@ -2,24 +2,21 @@
 
 Runs on the lab's real datasets (random sequences: static, equal lengths; bioS fresh mode: a new
 rendering of different lengths at every exposure, so padding, trimming and mid-exposure resume are
-exercised) and the real tiny transformer. Also home of small helpers the measure and sweep tests import.
+exercised) and the real tiny transformer. Shared helpers (libraries, biographies, tiny models) live in conftest.py.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
 import torch
+from conftest import biographies, library, tiny_model
 
-from labkit.data.base import TokenBatch
-from labkit.data.bios import BioS
-from labkit.data.uniform import RandomSequences
-from labkit.measure import recalled
-from labkit.model import Transformer, tiny
-from labkit.tokenizer import PAD_ID
 from labkit.checkpoint import CheckpointError, load_weights, save_weights
+from labkit.data.base import TokenBatch
+from labkit.measure import recalled
+from labkit.tokenizer import PAD_ID
 from labkit.train import (
     TrainConfig,
     exposure_permutation,
@@ -30,11 +27,6 @@ from labkit.train import (
     shifted_targets,
     train,
 )
-
-
-def library(n: int, seed: int = 0) -> RandomSequences:
-    """n random key → value items: 3 value tokens over 16 symbols (12 bits per item)."""
-    return RandomSequences(n, S=3, V=16, seed=seed)
 
 
 class Recording:
@@ -51,14 +43,8 @@ class Recording:
         return self.dataset.exposure(index)
 
 
-@functools.cache
-def biographies(n: int = 20) -> BioS:
-    """bioS in fresh mode: each exposure a new rendering, records of different lengths (padded)."""
-    return BioS(n, seed=0, mode="fresh")
 
 
-def tiny_model(data, seed: int = 0, **overrides) -> Transformer:
-    return Transformer(tiny(data.vocab_size, max_len=80, **{"d_model": 32, **overrides}), seed=seed)
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

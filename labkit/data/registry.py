@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from labkit import info
 from labkit.checks import invalid
 from labkit.data import biod, bios, uniform
 from labkit.data.base import TokenDataset
@@ -73,7 +74,7 @@ KINDS: dict[str, DataKind] = {
     ),
     "bios": DataKind(
         build=lambda spec, n, seed: bios.BioS(n, seed, mode=spec.get("mode", "fresh")),
-        max_people=lambda spec: 10**8,
+        max_people=lambda spec: info.N0_BIOS,  # distinct full names
         context=_bios_context,
         keys=lambda spec: {"data": "bios", "mode": str(spec.get("mode", "fresh"))},
     ),

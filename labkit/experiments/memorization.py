@@ -11,7 +11,6 @@ widths × {one MLS search, MAC runs}), one run (``labkit.measure.mls`` / ``mac``
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -126,13 +125,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     ``fraction_recalled``; MLS adds ``probes`` (every library trained) and ``capped``.
     """
     t0 = time.perf_counter()
-    method, seed = config.get("method"), int(config.get("seed", 0))
-    train_kwargs = dataclasses.asdict(recipe(config))  # labkit.train.train's recipe keywords
+    method, seed, train_config = config.get("method"), int(config.get("seed", 0)), recipe(config)
     if method == "mls":
         reference = make_dataset(config, int(config["start"]))
         cfg = model_config(config, reference)
         result = measure.mls(lambda: Transformer(cfg, seed=seed), lambda n: make_dataset(config, n),
-                             train_kwargs, start=int(config["start"]), max_size=int(config["max_size"]),
+                             train_config, start=int(config["start"]), max_size=int(config["max_size"]),
                              tolerance=float(config["tolerance"]), threshold=float(config["threshold"]))
         best = make_dataset(config, max(result.size, 1))
         counts = count_params(Transformer(cfg), used_tokens=best.used_tokens())
@@ -145,7 +143,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         dataset = make_dataset(config, int(config["n_items"]))
         model = Transformer(model_config(config, dataset), seed=seed)
         counts = count_params(model, used_tokens=dataset.used_tokens())
-        result = measure.mac(model, dataset, train_kwargs, params=counts)
+        result = measure.mac(model, dataset, train_config, params=counts)
         out = {"items": result.items_recalled, "bits": result.bits_recalled, "params": counts.total,
                "non_embedding_params": counts.non_embedding, "bits_per_param": result.bits_per_param,
                "bits_per_item": result.bits_per_item, "n_items": result.n_items,
