@@ -5,11 +5,23 @@ figure or load it from a CDN. The lab's website must render offline and stay sma
 emitted as (1) the plotly mime type, which JupyterLab and VS Code render natively, and (2) a bare
 ``<div>`` plus a ``Plotly.newPlot`` call that uses the one copy of plotly.js the website serves
 (``_config.yml``: ``html_js_files``).
+
+Layout rules shared by every figure helper, so that nothing a reader needs is drawn over anything else:
+
+- the title sits above the plot area, left-aligned (away from plotly's mode bar at the top right), and
+  pushes the top margin as far as it needs (``title.automargin``);
+- the legend sits below the plot, under the x-axis title, in equal columns; the figure grows by the
+  legend's height so the plot area keeps its size, and long entries are wrapped onto several lines;
+- horizontal reference lines ("2 bits/param", a loss plateau) are drawn across the whole plot and
+  named in the legend, never annotated in the plot, where labels collide with bars, bar labels,
+  curves and each other.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -46,6 +58,101 @@ def use_lab_renderer() -> None:
     pio.templates.default = TEMPLATE
 
 
+# Colors shared by same-named series across panels (plotly's default qualitative palette).
+_PALETTE = ("#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880",
+            "#FF97FF", "#FECB52")
+
+# --------------------------------------------------------------------------------------------------
+# Layout: title, legend and reference lines (module docstring)
+# --------------------------------------------------------------------------------------------------
+
+#: Pixel sizes the legend layout is estimated with (plotly's default 12 px font): an entry's symbol,
+#: an average character, a line of text; and the space under the plot for tick labels and an axis title.
+LEGEND_SYMBOL_PX, LEGEND_CHAR_PX, LEGEND_LINE_PX = 40, 6.8, 19
+TICKS_PX, AXIS_TITLE_PX = 34, 28
+#: Plot width the legend's columns are planned for: a figure about 560 px wide (a narrow browser window;
+#: the website's content column is wider) less the side margins. Wider figures only give entries room.
+PLANNED_PLOT_PX = 460
+MARGIN = dict(l=70, r=30)
+_REFERENCE_DASHES = ("dot", "dash", "dashdot", "longdash")
+_REFERENCE_COLOR = "#888"
+
+
+def _title(text: str) -> dict:
+    """Left-aligned above the plot area; ``automargin`` makes room for it whatever its length or lines."""
+    return dict(text=text, x=0, xref="paper", xanchor="left", y=1, yref="paper", yanchor="bottom",
+                pad=dict(b=14), automargin=True)
+
+
+def legend_columns(names: Sequence[str], plot_px: int = PLANNED_PLOT_PX) -> tuple[int, int]:
+    """(columns, characters per line) for legend entries below a plot ``plot_px`` wide: three equal
+    columns when the longest entry fits in one, else two, with longer entries wrapped to fit."""
+    def chars(columns: int) -> int:
+        return int((plot_px / columns - LEGEND_SYMBOL_PX) / LEGEND_CHAR_PX)
+
+    longest = max((len(n) for n in names), default=0)
+    return (3, chars(3)) if longest <= chars(3) else (2, chars(2))
+
+
+def wrap_name(name: str, chars: int) -> str:
+    """A legend entry on lines of at most ``chars`` characters (plotly breaks lines at ``<br>``)."""
+    if "<br>" in name or len(name) <= chars:
+        return name
+    return "<br>".join(textwrap.wrap(name, chars, break_long_words=False, break_on_hyphens=False))
+
+
+def _legend_entries(fig: go.Figure) -> list:
+    return [t for t in fig.data if t.showlegend is not False and t.name is not None]
+
+
+def legend_below(fig: go.Figure, height: int) -> go.Figure:
+    """Put the legend under the plot in equal columns and grow the figure by its height (``height`` is
+    the figure's height without a legend), so the legend covers neither the title nor the plot."""
+    entries = _legend_entries(fig)
+    layout = fig.layout.to_plotly_json()
+    titled = any((axis.get("title") or {}).get("text") for key, axis in layout.items() if key.startswith("xaxis"))
+    axis_block = TICKS_PX + (AXIS_TITLE_PX if titled else 0)
+    if len(entries) < 2 and fig.layout.showlegend is not True:  # plotly shows no legend for one trace
+        fig.update_layout(height=height, margin=dict(t=50, b=axis_block, **MARGIN))
+        return fig
+    columns, chars = legend_columns([t.name for t in entries])
+    for trace in fig.data:
+        if trace.name is not None:
+            trace.name = wrap_name(trace.name, chars)
+    lines = [trace.name.count("<br>") + 1 for trace in entries]
+    rows = [max(lines[i:i + columns]) for i in range(0, len(lines), columns)]
+    block = sum(rows) * LEGEND_LINE_PX + 16
+    fig.update_layout(
+        height=height + block,
+        margin=dict(t=50, b=axis_block + block, **MARGIN),
+        legend=dict(orientation="h", x=0, xref="paper", xanchor="left", y=0, yref="container", yanchor="bottom",
+                    entrywidth=round(0.995 / columns, 3), entrywidthmode="fraction", valign="top",
+                    font=dict(size=12), tracegroupgap=0),
+    )
+    return fig
+
+
+def reference_lines(fig: go.Figure, hlines: Mapping[str, float] | None, *, color: str = _REFERENCE_COLOR) -> go.Figure:
+    """Horizontal lines at ``{label: y}`` across the whole plot, each named in the legend.
+
+    Why traces and not ``add_hline`` annotations: an annotation sits at a fixed corner of its line, so
+    labels of close lines collide with each other, with bars and their value labels, and with a legend.
+    A legend entry (distinct dash per line) cannot collide, and clicking it hides the line. The lines
+    live on a hidden x axis spanning [0, 1] over the plot, so they reach both edges whatever the main
+    x axis is (log, categories); the y values share the main y axis, which ranges over them.
+    """
+    if not hlines:
+        return fig
+    used = [int(key[5:] or 1) for key in fig.layout.to_plotly_json() if key.startswith("xaxis")]
+    number = max(used, default=1) + 1
+    fig.update_layout({f"xaxis{number}": dict(overlaying="x", range=[0, 1], visible=False, fixedrange=True,
+                                              type="linear")})
+    for k, (label, y) in enumerate(hlines.items()):
+        fig.add_trace(go.Scatter(x=[0, 1], y=[float(y), float(y)], xaxis=f"x{number}", mode="lines", name=label,
+                                 hoverinfo="skip", line=dict(color=color, dash=_REFERENCE_DASHES[k % 4], width=1.5)))
+    return fig
+
+
 def loss_curve(
     steps: Sequence[float],
     losses: Sequence[float],
@@ -55,18 +162,18 @@ def loss_curve(
     y_title: str = "loss (nats per token)",
     name: str = "loss",
     log_y: bool = False,
+    hlines: Mapping[str, float] | None = None,
+    height: int = 420,
 ) -> go.Figure:
-    """A training-loss curve; pass several runs by adding traces to the returned figure."""
+    """A training-loss curve; pass several runs by adding traces to the returned figure.
+
+    ``hlines``: label → y of reference lines named in the legend (e.g. ``{"chance: ln V": math.log(V)}``).
+    """
     fig = go.Figure(go.Scatter(x=list(steps), y=list(losses), mode="lines", name=name))
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified")
+    fig.update_layout(title=_title(title), xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified")
     if log_y:
         fig.update_yaxes(type="log")
-    return fig
-
-
-# Colors shared by same-named series across panels (plotly's default qualitative palette).
-_PALETTE = ("#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880",
-            "#FF97FF", "#FECB52")
+    return legend_below(reference_lines(fig, hlines), height)
 
 
 def line_panels(
@@ -101,9 +208,8 @@ def line_panels(
                           row=1, col=col)
         fig.update_xaxes(title_text=x_title, type="log" if logs_x[col - 1] else "linear", row=1, col=col)
         fig.update_yaxes(title_text=y_titles[col - 1], type="log" if logs_y[col - 1] else "linear", row=1, col=col)
-    fig.update_layout(title=title, height=height, hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
-    return fig
+    fig.update_layout(title=_title(title), hovermode="x unified")
+    return legend_below(fig, height)
 
 
 def _per_panel(value: object, n: int, name: str) -> list:
@@ -113,6 +219,10 @@ def _per_panel(value: object, n: int, name: str) -> list:
     if len(values) != n:
         raise ValueError(f"{name} has {len(values)} values for {n} panels; allowed: one value, or one per panel")
     return values
+
+
+#: Characters per line of the slider explorer's legend, a column to the right of the plot.
+EXPLORER_LEGEND_CHARS = 18
 
 
 def slider_explorer(
@@ -154,18 +264,21 @@ def slider_explorer(
     steps = [dict(method="restyle", label=f"{value:g}", args=[{"y": [g[i] for g in grids]}])
              for i, value in enumerate(slider_values)]
     y_titles = [y_title for y_title, _ in views.values()]
+    for trace in fig.data:  # the legend is a narrow column at the right
+        trace.name = wrap_name(trace.name, EXPLORER_LEGEND_CHARS)
+    # the slider sits below the plot, so the legend goes to its right, under the view menu
     fig.update_layout(
-        title=title, height=height, hovermode="x unified", xaxis_title=x_title, yaxis_title=y_titles[0],
-        sliders=[dict(active=active, steps=steps, currentvalue=dict(prefix=f"{slider_label} = "), pad=dict(t=50))],
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
-        margin=dict(t=110),
+        title=_title(title), height=height, hovermode="x unified", xaxis_title=x_title, yaxis_title=y_titles[0],
+        sliders=[dict(active=active, steps=steps, currentvalue=dict(prefix=f"{slider_label} = "), pad=dict(t=60))],
+        legend=dict(orientation="v", x=1.02, xanchor="left", y=0.86 if len(views) > 1 else 1, yanchor="top"),
+        margin=dict(t=50, b=40, **MARGIN),
     )
     if len(views) > 1:
         buttons = [dict(method="update", label=name,
                         args=[{"visible": [o == v for o in owner]}, {"yaxis.title.text": y_titles[v]}])
                    for v, name in enumerate(views)]
-        fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.16,
-                                            yanchor="bottom", showactive=True)])
+        fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.02, xanchor="left", y=1,
+                                            yanchor="top", showactive=True)])
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_yaxes(type="log" if log_y else "linear")
     return fig
@@ -227,9 +340,8 @@ def capacity_plot(
                                  hovertemplate=point if s.get("text") is None else "%{text}<br>" + point))
     fig.update_xaxes(type="log", title_text=x_title)
     fig.update_yaxes(type="log", title_text=y_title)
-    fig.update_layout(title=title, height=height,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
-    return fig
+    fig.update_layout(title=_title(title))
+    return legend_below(fig, height)
 
 
 def grouped_bars(
@@ -245,7 +357,8 @@ def grouped_bars(
 ) -> go.Figure:
     """Bars grouped by category (e.g. exposures), one bar per series (e.g. paper, quick run,
     precomputed run), each labelled with its value; ``None`` leaves a gap (a missing measurement) and a
-    series with no values at all is left out. ``hlines``: label → y of horizontal reference lines."""
+    series with no values at all is left out. ``hlines``: label → y of horizontal reference lines, named
+    in the legend (:func:`reference_lines`)."""
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> values (one per category)")
     cats = [str(c) for c in categories]
@@ -260,16 +373,12 @@ def grouped_bars(
         top = max([top, *(float(v) for v in values if v is not None)])
         fig.add_trace(go.Bar(x=cats, y=values, name=name, marker_color=_PALETTE[k % len(_PALETTE)],
                              text=[None if v is None else format(v, text_format) for v in values],
-                             textposition="outside", cliponaxis=False))
+                             textposition="outside", textfont=dict(size=10), cliponaxis=False))
     if top > 0:  # room above the tallest bar for its label
         fig.update_yaxes(range=[0, 1.15 * top])
-    for label, y in (hlines or {}).items():
-        fig.add_hline(y=y, line=dict(color="#888", dash="dot"), annotation_text=label,
-                      annotation_position="top left")
-    fig.update_layout(title=title, barmode="group", height=height, xaxis_title=x_title, yaxis_title=y_title,
-                      xaxis_type="category",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
-    return fig
+    fig.update_layout(title=_title(title), barmode="group", xaxis_title=x_title, yaxis_title=y_title,
+                      xaxis_type="category")
+    return legend_below(reference_lines(fig, hlines), height)
 
 
 def agreement_plot(
@@ -305,14 +414,41 @@ def agreement_plot(
     for k, (name, s) in enumerate(data.items()):
         color = s.get("color", _PALETTE[k % len(_PALETTE)])
         fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode="markers+text" if s.get("text") is not None else "markers",
-                                 text=s.get("text"), textposition="top center", name=name,
+                                 textposition=label_positions(s["x"], s["y"], log=log), textfont=dict(size=11),
+                                 text=s.get("text"), name=name,
                                  marker=dict(size=10, symbol=s.get("symbol", "circle"), color=color)))
     kind = "log" if log else "linear"
     fig.update_xaxes(type=kind, title_text=x_title)
     fig.update_yaxes(type=kind, title_text=y_title)
-    fig.update_layout(title=title, height=height,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
-    return fig
+    fig.update_layout(title=_title(title))
+    return legend_below(fig, height)
+
+
+def label_positions(x: Sequence[float], y: Sequence[float], *, log: bool = True, close: float = 0.08) -> list[str]:
+    """Text positions for point labels that keep the labels of points at nearly the same x apart.
+
+    Points whose x lie within ``close`` (in log10 units on log axes, else relative to the x range) form a
+    column; in each column the upper half is labelled above its point, the lower half below, and a
+    middle point to its right, instead of every label "top center" on top of its neighbours'."""
+    def position(v: float) -> float:
+        return math.log10(v) if log and v > 0 else v
+
+    xs = [position(v) for v in x]
+    scale = 1.0 if log else (max(xs, default=0) - min(xs, default=0)) or 1.0
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], y[i]))
+    out = ["top center"] * len(xs)
+    column: list[int] = []
+    for i in [*order, None]:
+        if i is not None and (not column or abs(xs[i] - xs[column[0]]) <= close * scale):
+            column.append(i)
+            continue
+        ranked = sorted(column, key=lambda j: y[j])
+        half = len(ranked) // 2
+        for rank, j in enumerate(ranked):
+            middle = len(ranked) % 2 == 1 and rank == half and len(ranked) > 1
+            out[j] = "middle right" if middle else "bottom center" if rank < half else "top center"
+        column = [] if i is None else [i]
+    return out
 
 
 def curves(
@@ -328,8 +464,8 @@ def curves(
 ) -> go.Figure:
     """Several curves with their own x values (e.g. loss vs exposures of runs of different lengths).
 
-    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot`; ``hlines``: label → y of dotted
-    horizontal reference lines (e.g. a loss plateau)."""
+    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot`; ``hlines``: label → y of
+    horizontal reference lines (e.g. a loss plateau), named in the legend (:func:`reference_lines`)."""
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> (x, y)")
     fig = go.Figure()
@@ -339,10 +475,7 @@ def curves(
         fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=s.get("mode", "lines"), name=name,
                                  line=dict(color=color, dash=s.get("dash", "solid")),
                                  marker=dict(color=color, symbol=s.get("symbol", "circle"), size=8)))
-    for label, y in (hlines or {}).items():
-        fig.add_hline(y=y, line=dict(color="#888", dash="dot"), annotation_text=label, annotation_position="top right")
     fig.update_xaxes(type="log" if log_x else "linear", title_text=x_title)
     fig.update_yaxes(type="log" if log_y else "linear", title_text=y_title)
-    fig.update_layout(title=title, height=height, hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), margin=dict(t=100))
-    return fig
+    fig.update_layout(title=_title(title), hovermode="x unified")
+    return legend_below(reference_lines(fig, hlines), height)

@@ -33,10 +33,11 @@ def test_capacity_plot_validates():
 def test_grouped_bars_leave_gaps_and_draw_reference_lines():
     fig = plots.grouped_bars([100, 1000], {"paper": [1.0, 2.0], "lab": [None, 2.4], "absent": [None, None]},
                              hlines={"2 bits": 2.0})
-    assert [t.type for t in fig.data] == ["bar", "bar"] and fig.layout.barmode == "group"
-    assert [t.name for t in fig.data] == ["paper", "lab"] and fig.layout.yaxis.range[1] > 2.4
+    assert [t.type for t in fig.data] == ["bar", "bar", "scatter"] and fig.layout.barmode == "group"
+    assert [t.name for t in fig.data] == ["paper", "lab", "2 bits"] and fig.layout.yaxis.range[1] > 2.4
     assert list(fig.data[0].x) == ["100", "1000"] and list(fig.data[1].text) == [None, "2.40"]
-    assert [s.y0 for s in fig.layout.shapes] == [2.0]
+    line = fig.data[2]  # the reference line: a trace across the plot, named in the legend, not an annotation
+    assert list(line.y) == [2.0, 2.0] and line.xaxis == "x2" and not fig.layout.annotations
     with pytest.raises(ValueError, match="series 'lab' has 1 values for 2 categories"):
         plots.grouped_bars([1, 2], {"lab": [1.0]})
     with pytest.raises(ValueError, match="series is empty"):
@@ -64,9 +65,9 @@ def test_curves_take_their_own_x_and_reference_lines():
     fig = plots.curves({"short": ([1, 2], [3.0, 2.0]),
                         "long": dict(x=[1, 10, 100], y=[3, 1, 0.5], dash="dot", mode="markers", symbol="diamond")},
                        log_x=True, hlines={"plateau": 2.5}, x_title="exposures")
-    assert [len(t.x) for t in fig.data] == [2, 3] and fig.data[1].line.dash == "dot"
+    assert [len(t.x) for t in fig.data] == [2, 3, 2] and fig.data[1].line.dash == "dot"
     assert fig.data[1].marker.symbol == "diamond" and fig.data[1].mode == "markers"
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "linear"
-    assert [s.y0 for s in fig.layout.shapes] == [2.5]
+    assert fig.data[2].name == "plateau" and list(fig.data[2].y) == [2.5, 2.5] and fig.layout.xaxis2.type == "linear"
     with pytest.raises(ValueError, match="series is empty"):
         plots.curves({})
