@@ -51,10 +51,12 @@ def describe(chapter: str | None = None) -> str:
 
     blocks = []
     for name in [chapter] if chapter else chapters():
-        rows = as_table_rows(_profiles(name))
-        table = pd.DataFrame(rows).pivot_table(index=["part", "field"], columns="profile", values="value",
-                                               aggfunc="first", sort=False)
-        table = table[[p for p in PROFILE_ORDER if p in table.columns]].map(_short)
+        cells: dict[tuple[str, str], dict[str, str]] = {}
+        for row in as_table_rows(_profiles(name)):
+            cells.setdefault((row["part"], row["field"]), {})[row["profile"]] = _short(row["value"])
+        index = pd.MultiIndex.from_tuples(list(cells), names=["part", "field"])
+        table = pd.DataFrame(list(cells.values()), index=index)
+        table = table[[p for p in PROFILE_ORDER if p in table.columns]]
         blocks.append(f"{name} (labkit.experiments.{experiments.CHAPTERS[name]})\n{table.to_string()}")
     return "\n\n".join(blocks)
 
