@@ -355,8 +355,8 @@ def stacked_nll(engine: str, base: Transformer, p: Mapping[str, torch.Tensor], t
     The direct engine computes logits and loss one model at a time, with ``labkit.loss`` where it
     applies (fp32 on the CPU, no head bias), as ``train`` does; otherwise a few models at a time with
     ``F.cross_entropy``. The (models × tokens × vocab) logits are the largest tensor of a tiny model's
-    step, and in one piece they fall out of the CPU caches (measured: log-softmax forward + backward
-    3× slower than for the models one by one).
+    step, and in one piece they fall out of the CPU caches (the log-softmax's forward and backward then
+    run several times slower than for the models one by one; benchmarks/bench_sweep.py).
     """
     M, B, T = tokens.shape
     autocast = autocast or nullcontext()
