@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -318,7 +317,8 @@ def test_cells_are_the_exercise_the_stub_and_a_gated_dropdown_solution():
     heading, setup, *rest = exercises.section(1)
     assert heading.source.startswith("## Exercises") and setup.source == (
         "import math\nfrom collections.abc import Mapping\n\n"
-        "from labkit.exercises.ch01 import check_biod_information, check_log2_binomial, check_person_bits\n"
+        "from labkit.exercises.ch01 import (\n    check_biod_information,\n    check_log2_binomial,\n"
+        "    check_person_bits,\n)\n"
         "from labkit.info import log2_binom")
     assert len(rest) == 5 * len(exercises.exercises(1)) and "import" not in rest[1].source.split("def ")[0]
     nbformat.validate(nbformat.v4.new_notebook(cells=exercises.section(1)))
@@ -342,11 +342,24 @@ def test_a_whole_section_runs_top_to_bottom_and_is_lint_clean(tmp_path, capsys):
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+def without_exercises(source: Path, copy: Path) -> str | None:
+    """Copy a committed chapter without its exercise section; return the heading that followed it."""
+    nb = nbformat.read(source, as_version=4)
+    start = next((i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises")), None)
+    following = None
+    if start is not None:
+        end = next(i for i in range(start + 1, len(nb.cells)) if nb.cells[i].source.startswith(("## ", "# ")))
+        following = nb.cells[end].source.splitlines()[0]
+        nb.cells = nb.cells[:start] + nb.cells[end:]
+    nbformat.write(nb, copy)
+    return following
+
+
 @pytest.mark.parametrize("name", ["01_knowledge_as_bits", "03_mls_vs_mac"])
 def test_insert_puts_the_section_before_the_summary_and_leaves_other_cells_alone(tmp_path, name, capsys):
     source = ROOT / "notebooks" / f"{name}.ipynb"
     copy = tmp_path / source.name
-    shutil.copy2(source, copy)
+    without_exercises(source, copy)
     before = nbformat.read(copy, as_version=4)
     report = insert(copy)
     assert "inserted" in report and "Summary" in report
@@ -387,18 +400,18 @@ def test_insert_puts_the_section_before_the_summary_and_leaves_other_cells_alone
 
 def test_insert_command_line(tmp_path, capsys):
     copy = tmp_path / "02_capacity_scaling_law.ipynb"
-    shutil.copy2(ROOT / "notebooks" / copy.name, copy)
+    without_exercises(ROOT / "notebooks" / copy.name, copy)
     assert exercises_main(["insert", "--check", str(copy)]) == 1  # not there yet
     assert exercises_main(["insert", str(copy)]) == 0
     assert exercises_main(["insert", "--check", str(copy)]) == 0
     assert "up to date" in capsys.readouterr().out
     assert exercises_main(["list"]) == 0 and "ch03-mls-search" in capsys.readouterr().out
     welcome = tmp_path / "00_welcome.ipynb"
-    shutil.copy2(ROOT / "notebooks" / welcome.name, welcome)
-    assert exercises_main(["insert", "--before", "## Rerun it your way", str(welcome)]) == 0
+    heading = without_exercises(ROOT / "notebooks" / welcome.name, welcome) or "## Rerun it your way"
+    assert exercises_main(["insert", "--before", heading, str(welcome)]) == 0
     cells = nbformat.read(welcome, as_version=4).cells
     start = next(i for i, c in enumerate(cells) if c.source.startswith("## Exercises"))
     after = start + len(exercises.section(0))
-    assert cells[after].source.startswith("## Rerun it your way")
+    assert cells[after].source.startswith(heading)
     with pytest.raises(ValueError, match="a chapter named NN_topic.ipynb"):
         insert(tmp_path / "welcome.ipynb")

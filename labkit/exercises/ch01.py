@@ -85,7 +85,8 @@ PERSON_BITS = Exercise(
     statement=r"""
 A person's attributes are independent, and each is drawn uniformly from its own list of options.
 Write `person_bits(options)`, where `options` maps each attribute to its number of options: the bits
-of one person's attributes. For bioS (`labkit.info.BIOS_ATTRIBUTE_SIZES`) it is $\log_2 S_0 \approx 47.59$.
+of one person's attributes, {eq}`eq-person-bits`. For bioS (`labkit.info.BIOS_ATTRIBUTE_SIZES`) it is
+$\log_2 S_0 \approx 47.59$.
 """,
     solution=person_bits, reference=_product_bits, cases=_person_cases,
     imports=("import math", "from collections.abc import Mapping"))
@@ -94,10 +95,11 @@ BIOD_INFORMATION = Exercise(
     chapter=1, id="biod-information", title="The information in bioD, Prop 2.3", difficulty=3, importance=5,
     statement=r"""
 Write `biod_information(N, K, C, D, L, T, N0)`: the exact information content of bioD in bits,
-Prop 2.3 term by term: which $N$ of the $N_0$ names occur, every person's $C$ chunks of each of $K$
-attributes (each one of $D$), and each attribute's set of $D$ distinct strings of $L$ tokens over a
-vocabulary of $T$. `log2_binom(n, k)` (imported above) is $\log_2\binom{n}{k}$, exact even for
-$n = T^L$ in the hundreds of digits. Mind the cases $D = 1$ and $D = T^L$.
+Prop 2.3 ({eq}`eq-biod`, not the approximate {eq}`eq-biod-approx`) term by term: which $N$ of the
+$N_0$ names occur, every person's $C$ chunks of each of $K$ attributes (each one of $D$), and each
+attribute's set of $D$ distinct strings of $L$ tokens over a vocabulary of $T$. `log2_binom(n, k)`
+(imported above) is $\log_2\binom{n}{k}$, exact even for $n = T^L$ in the hundreds of digits.
+Mind the cases $D = 1$ and $D = T^L$.
 """,
     solution=biod_information, reference=info.biod_information, cases=_biod_cases,
     imports=("import math", "from labkit.info import log2_binom"))
@@ -105,8 +107,8 @@ $n = T^L$ in the hundreds of digits. Mind the cases $D = 1$ and $D = T^L$.
 LOG2_BINOMIAL = Exercise(
     chapter=1, id="log2-binomial", title="A log-binomial that survives T^L", difficulty=4, importance=2,
     statement=r"""
-Prop 2.3 needs $\log_2\binom{n}{k}$ for $n = T^L$, which is $20^{50} \approx 10^{65}$ in the paper and can
-exceed the largest float ($\approx 10^{308}$). The textbook form
+Prop 2.3 ({eq}`eq-biod`) needs $\log_2\binom{n}{k}$ for $n = T^L$, which is $20^{50} \approx 10^{65}$ in the
+paper and can exceed the largest float ($\approx 10^{308}$). The textbook form
 `(lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)) / log(2)` subtracts two numbers of size
 $n \ln n$ whose difference is tiny next to them, and fails (or overflows) there. Write `log2_binomial(n, k)`
 that stays accurate (relative error $10^{-9}$) for any integers $1 \le n$, $0 \le k \le n$ with $k$ up to

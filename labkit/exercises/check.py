@@ -290,10 +290,21 @@ def import_block(lines: Sequence[str]) -> str:
     blocks = []
     for section in sorted(set(plain) | set(names)):
         block = [f"import {m}" for m in sorted(plain.get(section, ()))]
-        block += [f"from {m} import {', '.join(sorted(ns, key=by_type))}"
-                  for m, ns in sorted(names.get(section, {}).items())]
+        block += [_from_import(m, sorted(ns, key=by_type)) for m, ns in sorted(names.get(section, {}).items())]
         blocks.append("\n".join(block))
     return "\n\n".join(blocks)
+
+
+#: notebook code lines fit the book's page (the notebook tests check 88 characters)
+MAX_LINE = 88
+
+
+def _from_import(module: str, names: Sequence[str]) -> str:
+    """``from module import a, b``, wrapped in parentheses one name per line when it would not fit."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= MAX_LINE:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
 
 
 @dataclass(frozen=True)
