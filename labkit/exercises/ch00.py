@@ -84,7 +84,8 @@ LIBRARY_BITS = Exercise(
     statement=r"""
 A library holds $N$ items; each item's value is $S$ tokens, each drawn uniformly and independently from
 a vocabulary of $V$ tokens. Write `library_bits(N, S, V)`: the information the library holds, in bits.
-(A token drawn uniformly from $V$ is worth $\log_2 V$ bits, and independent choices add.)
+(A token drawn uniformly from $V$ is worth $\log_2 V$ bits, and independent choices add.) The chapter's
+`quick` library, $N = 256$ items of $S = 6$ tokens over $V = 32$, holds 7,680 bits.
 """,
     solution=library_bits, reference=info.random_information, cases=_library_cases, imports=("import math",))
 
@@ -93,7 +94,8 @@ TRAINING_STEPS = Exercise(
     statement=r"""
 An **exposure** shows every one of the $N$ items once, in minibatches of at most $B$ items (the last
 minibatch of an exposure may be smaller). Write `training_steps(N, B, E)`: how many optimizer steps
-$E$ exposures take. It is an integer, and $N$ need not be a multiple of $B$.
+$E$ exposures take. It is an integer, and $N$ need not be a multiple of $B$. (The chapter's `quick`
+run, $N = 256$, $B = 64$, $E = 150$, takes the 600 steps of its training table.)
 """,
     solution=training_steps, reference=_steps, cases=_steps_cases)
 
@@ -104,7 +106,8 @@ BITS_MEMORIZED = Exercise(
 tokens. An arithmetic coder driven by the model writes the item in $\text{loss}_i / \ln 2$ bits; the
 uniform code takes $S\log_2 V$ bits. Write `bits_memorized(item_loss, S, V)`: the sum over items of
 the bits saved, $\sum_i \max\big(0,\ S\log_2 V - \text{loss}_i/\ln 2\big)$ (clipped per item: an item the
-model predicts worse than chance holds no bits, not negative ones). Use tensor operations, no loop.
+model predicts worse than chance holds no bits, not negative ones). This is the chapter's bits-learned
+count, what `labkit.measure.bits_learned` reports for a random library. Use tensor operations, no loop.
 """,
     solution=bits_memorized, reference=_random_bits, cases=_loss_cases, imports=("import math", "import torch"))
 
