@@ -131,7 +131,8 @@ After one training on an oversized random library, the model's greedy prediction
 value tokens are `predictions` (an `(n_items, S)` tensor of token ids; `targets` holds the true values,
 each uniform over $V$). An item counts as **recalled** only if *every* one of its tokens is right. Write
 `mac_bits(predictions, targets, V)`, returning `{"items": number recalled, "bits": the bits they hold}`
-(each item holds $S\log_2 V$ bits). Use tensor operations, no Python loop over items.
+(each item holds $S\log_2 V$ bits, {eq}`eq-uniform-information`). Use tensor operations, no Python
+loop over items.
 """,
     solution=mac_bits, reference=_mac, cases=_recall_cases, imports=("import math", "import torch"))
 
@@ -140,10 +141,11 @@ MLS_SEARCH = Exercise(
     statement=r"""
 `memorizes(n)` stands for "train a fresh model on a library of $n$ items and check that it recalls every
 one": expensive, so call it as few times as you can. Assume it is monotone (true up to the model's
-capacity, false beyond). Write `mls_search(memorizes, start, max_size)`: the **maximum library size**,
-the largest $n \le$ `max_size` with `memorizes(n)` true (0 if there is none). Start at `start`, double
-until a library fails (or `max_size` succeeds), then bisect between the last success and the first
-failure; if `start` already fails, search below it. The checker also counts your trainings.
+capacity, false beyond). Write `mls_search(memorizes, start, max_size)`: the **maximum library size**
+({eq}`eq-mls`), the largest $n \le$ `max_size` with `memorizes(n)` true (0 if there is none).
+Start at `start`, double until a library fails (or `max_size` succeeds), then bisect between the last
+success and the first failure; if `start` already fails, search below it. The checker also counts your
+trainings.
 """,
     solution=mls_search, reference=_mls, cases=_search_cases, evaluate=_search,
     imports=("from collections.abc import Callable",))

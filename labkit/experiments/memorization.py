@@ -5,8 +5,11 @@ Härmä et al. (harma2024empirical) define a model's memorization capacity by ex
 training on libraries of growing size; the **maximum attainable capacity** (MAC) is the number of
 items recalled exactly after one training on a library larger than capacity, the cheap estimate.
 Morris et al. (morris2025memorize) count bits from losses instead and find about 3.6 bits per
-parameter on uniformly random data. This module holds the profiles, the grid (data kinds × model
-widths × {one MLS search, MAC runs}), one run (``labkit.measure.mls`` / ``mac``) and the tables.
+parameter on uniformly random data. This module is the whole experiment of chapter 3: its profiles,
+the grid (data kinds × model widths × {one MLS search, MAC runs}), one run (``labkit.measure.mls`` /
+``mac``), the tables (grid, runs, MAC next to MLS, bits per parameter, a library sample), the claims
+set next to the papers' numbers (``claims``, for ``labkit.tables.paper_vs_lab``), the chapter's
+figures (``figure_*``, built with ``labkit.plots``) and the committed ``cpu-full`` results.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -23,15 +26,23 @@ import torch
 from labkit import measure
 from labkit.checks import invalid
 from labkit.data.registry import make_dataset, max_people
-from labkit.experiments.base import Execution, Profile, derive, run_grid
+from labkit.experiments.base import Execution, Profile, derive, load_results, regenerate_command, results_path, run_grid
 from labkit.experiments.capacity import recipe
 from labkit.experiments.models import TinyModels, model_config, param_count
 from labkit.model import Transformer, count_params
 from labkit.runtime import resolve_device
+from labkit.tables import Table, table
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 NAME = "memorization"
 CHAPTER = "03_mls_vs_mac"
 MORRIS_BITS_PER_PARAM = 3.6  # GPT-style models on uniformly random sequences (morris2025memorize)
+#: Loss bits per parameter that count as reproducing Morris et al.'s plateau (3.6 within about 1/6).
+MORRIS_REPRODUCED = (3.0, 4.2)
+#: MAC and MLS "agree" when they are within this factor of each other (the band of the agreement plot).
+AGREEMENT_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,18 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                                       tolerance=0.5),
                     expect=dict(bits_per_param=(0.05, 3.6), mac_over_mls=(0.0, 1.5)), run=dict(processes=1)),
     "quick": QUICK,
+    # the quick recipe on four widths (P 1.9k-15k), MLS to 10%, MAC on libraries of 1.5 to 8 bits per
+    # parameter (how MAC falls as the library outgrows the model); ~180k training steps in all
+    "cpu-full": derive(QUICK, sizes=dict(models=TinyModels(widths=(8, 12, 16, 24)), max_size=8192, tolerance=0.1,
+                                         mac_bits_per_param=(1.5, 2.0, 4.0, 8.0)),
+                       expect=dict(mac_over_mls=(0.1, 2.0))),
     "full": derive(QUICK, sizes=dict(datasets=("uniform", "biod"), models=TinyModels(widths=(8, 12, 16, 24)),
                                      biod_name_pools=(40, 40), exposures=3000, lr=2e-2, max_size=16384,
                                      tolerance=0.1, mac_bits_per_param=(1.5, 2.0, 4.0, 8.0)),
                    expect=dict(mac_over_mls=(0.1, 2.0))),
 }
+#: The committed cpu-full results that chapter 3 shows next to its own run (absent until regenerated).
+PRECOMPUTED = results_path(NAME, "cpu-full")
 
 
 def _data(sizes: Sizes, kind: str) -> dict[str, Any]:
@@ -227,3 +245,153 @@ def probes_of(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], lis
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """What ``python -m labkit sweep memorization`` prints: MAC next to MLS for every model."""
     return pairs_table(runs_table(records))
+
+
+def sample_table(config: Mapping[str, Any], n: int = 3) -> Table:
+    """The first ``n`` items of the config's library as the model reads them (``uniform``: the key's digit
+    tokens, then the value tokens; other kinds: the whole record), with the bits each item holds."""
+    dataset = make_dataset(config, n)
+    per_item = dataset.information_bits() / dataset.n_items
+    rows = []
+    for i, record in enumerate(dataset.exposure(0).tokens[:n]):
+        row: dict[str, Any] = {"item": i}
+        tokens = dataset.decode(record).split()
+        if config["data"] == "uniform":
+            row.update({"key": " ".join(tokens[:dataset.key_digits]), "value": " ".join(tokens[dataset.key_digits:])})
+        else:
+            row["record"] = " ".join(tokens)
+        rows.append({**row, "bits": per_item})
+    return table(rows, formats={"bits": ".1f"}, index="item")
+
+
+def bits_per_param_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (``model``, ``P``): three counts of its memory in bits per parameter, MLS and MAC
+    (exact recall) and the MAC run's loss bits (Morris-style, partial knowledge credited). With several
+    MAC libraries per model, the largest one's (the one furthest beyond capacity)."""
+    pairs = pairs_table(runs)
+    largest = pairs.sort_values("library").groupby(["data", "d_model"], sort=True).tail(1)
+    rows = [{"model": f"{r['data']} d={r['d_model']}", "P": int(r["params"]), "MAC library": int(r["library"]),
+             "MLS bits/P": r["MLS bits/P"], "MAC bits/P": r["MAC bits/P"], "loss bits/P": r["loss bits/P"]}
+            for _, r in largest.sort_values(["data", "d_model"]).iterrows()]
+    return pd.DataFrame(rows)
+
+
+def _mls_growth(runs: pd.DataFrame) -> tuple[str, bool]:
+    """"128 → 256 items (d = 8 → 12)" per data kind, and whether MLS grows strictly with width."""
+    texts, grows = [], True
+    for data, group in runs[runs.method == "mls"].sort_values("d_model").groupby("data", sort=True):
+        items = [int(n) for n in group["items"]]
+        grows = grows and all(a < b for a, b in zip(items, items[1:], strict=False))
+        widths = " → ".join(str(int(d)) for d in group["d_model"])
+        texts.append(f"{data}: {' → '.join(f'{n:,}' for n in items)} items (d = {widths})")
+    return "; ".join(texts), grows
+
+
+def claims(runs: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The chapter's claims with the papers' numbers next to the lab's, for ``labkit.tables.paper_vs_lab``.
+
+    ``runs``: a :func:`runs_table`; None (results not available) gives the same claims marked "not run".
+    MLS grows with model size (harma2024empirical); MAC agrees with MLS within ``AGREEMENT_FACTOR``
+    (harma2024empirical); the loss bits per parameter of the best model reach Morris et al.'s 3.6
+    (morris2025memorize; ``MORRIS_REPRODUCED``), with the exact-recall count in the note.
+    """
+    growth = ratio = loss_bpp = None
+    agree = grows = None
+    note = "exact recall counts fewer bits (MLS bits/P)"
+    if runs is not None and len(runs):
+        pairs = pairs_table(runs)
+        growth, grows = _mls_growth(runs)
+        ratios = sorted(float(r) for r in pairs["MAC / MLS"])
+        ratio = f"{ratios[0]:.2f}" if len(ratios) == 1 else f"{ratios[0]:.2f} to {ratios[-1]:.2f}"
+        agree = all(1 / AGREEMENT_FACTOR <= r <= AGREEMENT_FACTOR for r in ratios)
+        loss_bpp = float(pairs["loss bits/P"].max())
+        mls = runs[runs.method == "mls"]["bits_per_param"]
+        note = f"exact recall (MLS): {mls.min():.2f} to {mls.max():.2f} bits/P"
+    return [
+        {"claim": "MLS grows with model size", "paper": "grows with P", "lab": growth, "status": grows},
+        {"claim": "MAC tracks MLS (MAC / MLS, items)", "paper": "≈ 1", "lab": ratio, "status": agree,
+         "note": f"agreement: within ×{AGREEMENT_FACTOR:g}"},
+        {"claim": "bits per parameter at capacity (loss bits, best model)", "paper": MORRIS_BITS_PER_PARAM,
+         "lab": loss_bpp, "expect": MORRIS_REPRODUCED, "note": note},
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures (labkit.plots, imported when drawn: sweep workers never need plotly)
+# --------------------------------------------------------------------------------------------------
+
+
+def figure_recall(records: Iterable[Mapping[str, Any]], title: str = "Items recalled exactly vs library size"
+                  ) -> go.Figure:
+    """Items recalled against library size, log-log: every MLS probe of each model as a curve, its MAC
+    runs as diamonds of the same color, and the line "all recalled" (y = x) that probes below capacity
+    sit on."""
+    from labkit import plots
+
+    records = list(records)
+    runs, probes = runs_table(records), probes_of(records)
+    lines: dict[str, dict[str, Any]] = {}
+    sizes: list[float] = []
+    for k, ((data, d), found) in enumerate(sorted(probes.items())):
+        model = runs[(runs.data == data) & (runs.d_model == d)]
+        mls = int(model[model.method == "mls"]["items"].iloc[0])
+        macs = model[model.method == "mac"].sort_values("library")
+        lines[f"{data}, d={d}: MLS probes (MLS = {mls:,})"] = dict(
+            x=[p["n"] for p in found], y=[p["fraction_recalled"] * p["n"] for p in found], mode="lines+markers",
+            color=plots.color(k))
+        lines[f"{data}, d={d}: MAC"] = dict(x=list(macs["library"]), y=list(macs["items"]), mode="markers",
+                                            symbol="diamond", color=plots.color(k))
+        sizes += [p["n"] for p in found] + [float(n) for n in macs["library"]]
+    low, high = min(sizes) / 2, max(sizes)
+    lines["all recalled (y = x)"] = dict(x=[low, high], y=[low, high], dash="dot", color="#888")
+    return plots.curves(lines, title=title, x_title="library size (items)", y_title="items recalled",
+                        log_x=True, log_y=True)
+
+
+def figure_agreement(pairs: pd.DataFrame, title: str = "MAC against MLS (same model, same training recipe)"
+                     ) -> go.Figure:
+    """MAC against MLS of the same model (a :func:`pairs_table`), in items (labelled) and in bits, with
+    y = x and the band of agreement within ``AGREEMENT_FACTOR``."""
+    from labkit import plots
+
+    labels = [f"{r['data']} d={r['d_model']}, MAC on {int(r['library']):,}" for _, r in pairs.iterrows()]
+    return plots.agreement_plot(
+        {"items": dict(x=list(pairs["MLS items"]), y=list(pairs["MAC items"]), text=labels),
+         "bits": dict(x=list(pairs["MLS bits"]), y=list(pairs["MAC bits"]), symbol="square")},
+        band=AGREEMENT_FACTOR, title=title, x_title="MLS", y_title="MAC")
+
+
+def figure_bits_per_param(bits: pd.DataFrame, title: str = "Memorized bits per parameter") -> go.Figure:
+    """Bars of a :func:`bits_per_param_table`: MLS, MAC and loss bits per parameter for each model, with
+    Morris et al.'s 3.6 as a reference line."""
+    from labkit import plots
+
+    return plots.grouped_bars(
+        list(bits["model"]),
+        {"MLS (exact recall)": list(bits["MLS bits/P"]), "MAC (exact recall)": list(bits["MAC bits/P"]),
+         "MAC library, loss bits (Morris-style)": list(bits["loss bits/P"])},
+        title=title, y_title="bits per parameter",
+        hlines={f"Morris et al.: {MORRIS_BITS_PER_PARAM:g}": MORRIS_BITS_PER_PARAM})
+
+
+# --------------------------------------------------------------------------------------------------
+# Precomputed results (results/memorization_cpu_full.json)
+# --------------------------------------------------------------------------------------------------
+
+
+def precomputed(path: str | None = None) -> dict[str, Any] | None:
+    """The committed cpu-full results (``{"provenance", "records"}``), or None when the file is absent."""
+    return load_results(path or PRECOMPUTED)
+
+
+def provenance_line(results: Mapping[str, Any] | None, profile: str = "cpu-full") -> str:
+    """One sentence on where precomputed results come from (command, date, commit, machine, time), or,
+    when they are absent, the command that makes them."""
+    command = regenerate_command(NAME, profile)
+    if results is None:
+        return f"{results_path(NAME, profile).name} is absent: regenerate it (on an idle machine) with\n  {command}"
+    p = results["provenance"]
+    runs = len(results["records"])
+    return (f"precomputed ({p.get('profile', profile)}, {runs} runs): {p.get('command', command)}\n"
+            f"finished {p.get('finished_at')} at commit {p.get('git_commit')}, {p.get('wall_time_s')} s on "
+            f"{p.get('cpus')} CPUs ({p.get('processes')} processes), torch {p.get('torch')}")
