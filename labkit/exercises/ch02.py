@@ -134,7 +134,7 @@ CAPACITY_RATIO = Exercise(
     statement=r"""
 A model was trained on bioD$(N, K, C, D, L, T)$ with $N_0$ possible names, and `labkit.measure` read its
 average entity losses (nats, summed over each entity's tokens): $p_1$ for a name, $p_2$ for a whole value
-($C$ chunks), $p_3$ for a value's first chunk. Def 4.1 credits it with
+($C$ chunks), $p_3$ for a value's first chunk. Def 4.1, the chapter's {eq}`eq-capacity-bits`, credits it with
 
 $$N\log_2\frac{N_0}{e^{p_1}} + NK\log_2\frac{D^C}{e^{p_2}} + KD\log_2\frac{T^L}{D\,e^{p_3}}$$
 
@@ -147,11 +147,13 @@ the bits learned divided by the parameter count $P$, i.e. the capacity ratio $R$
 PEOPLE_NEEDED = Exercise(
     chapter=2, id="people-needed", title="Enough people to fill a model", difficulty=3, importance=3,
     statement=r"""
-To measure a capacity the data must hold more than the model can store. Chapter 2's bioD has $C = L = 1$
-and $T = D$ (so the value sets hold no bits). Write `people_needed(P, K, D, N0, factor)`: the smallest $N$
-for which the data holds at least `factor` $\times\ 2\ \text{bits} \times P$, with the exact Prop 2.3
-content (`info.biod_information`, with `info` imported above). You may assume the answer is at most $N_0/2$,
-where the bits grow with $N$; a bisection needs a few dozen evaluations.
+To measure a capacity the data must hold more than the model can store. This chapter's bioD has
+$C = L = 1$ and $T = D$ (so the value sets hold no bits). Write `people_needed(P, K, D, N0, factor)`: the
+smallest $N$ for which the data holds at least `factor` $\times\ 2\ \text{bits} \times P$ (the sizing rule
+{eq}`eq-capacity-sizing`, as an inequality), with the exact Prop 2.3 content {eq}`eq-capacity-information`
+(`info.biod_information`, with `info` imported above). You may assume the answer is at most $N_0/2$, where
+the bits grow with $N$; a bisection needs a few dozen evaluations. (`capacity.people_for_capacity` solves
+the same equation by a few fixed-point steps, because there $P$ itself depends a little on $N$.)
 """,
     solution=people_needed, reference=_people_needed, cases=_people_cases, imports=("from labkit import info",))
 
@@ -161,7 +163,8 @@ PEAK_RATIO = Exercise(
 Part 3.3's capacity ratio of an architecture is the **peak** $R$ over model sizes. Each row of `rows` is
 one training run: `{"exposures": ..., "d_model": ..., "seed": ..., "R": ...}`. Write `peak_ratio(rows)`,
 returning for each exposure budget `{"d_model": best size, "R": its R}`, where a size's $R$ is the
-**mean over its seeds** (one lucky seed must not make a size the peak).
+**mean over its seeds** (one lucky seed must not make a size the peak). Plain Python is enough; the
+chapter's `capacity.peaks` does the same on a pandas table of runs.
 """,
     solution=peak_ratio, reference=_peak_ratio, cases=_peak_cases,
     imports=("from collections import defaultdict", "from collections.abc import Mapping, Sequence"))

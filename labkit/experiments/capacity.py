@@ -4,8 +4,9 @@ Part 3.3 (allenzhu2024part33) trains GPT-2 models of many sizes on bioS / bioD d
 than the model can store and finds that, with 1000 exposures per person, every model stores about
 2 bits per parameter (R = bits / P), and about 1 bit per parameter at 100 exposures. This module is
 the whole experiment: its profiles, the grid (model sizes × exposures × seeds, with N sized so the data
-holds ``factor`` × 2 bits × P), one run (build, train, measure bits with ``labkit.measure``), and the
-tables chapter 2 shows.
+holds ``factor`` × 2 bits × P), one run (build, train, measure bits with ``labkit.measure``), and
+what chapter 2 shows: the tables (``*_view``, ``labkit.tables``), the paper's claims next to a sweep's
+numbers (``claims``, for ``labkit.tables.paper_vs_lab``) and the figures (``figure_*``, ``labkit.plots``).
 
 Config keys of one run (JSON): the data spec (``labkit.data.registry``: ``data``, ``N`` and the kind's
 keys), the model keys (``labkit.experiments.models``) and the recipe keys ``exposures, batch_size, lr,
@@ -14,11 +15,12 @@ weight_decay, seed``. Threads and device are not part of a config: they do not c
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -27,15 +29,34 @@ from labkit import measure
 from labkit.batched import BatchableRun, RunSetup
 from labkit.data.biod import BioD
 from labkit.data.registry import data_keys, make_dataset, max_people
-from labkit.experiments.base import Execution, Profile, derive, load_results, results_path, run_grid
+from labkit.experiments.base import (
+    Execution,
+    Profile,
+    derive,
+    load_results,
+    regenerate_command,
+    results_path,
+    run_grid,
+)
 from labkit.experiments.models import GPT2Models, Models, TinyModels, model_config, param_count
 from labkit.model import Transformer, count_params
-from labkit.train import TrainConfig, TrainHistory
+from labkit.tables import Table, table
+from labkit.train import TrainConfig, TrainHistory, steps_per_exposure
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 NAME = "capacity"
 CHAPTER = "02_capacity_scaling_law"
 #: Part 3.3's peak R (GPT-2, bioS / bioD, all parameters counted) by exposures: (as quoted, number)
 PAPER_PEAK_R = {100: ("≈ 1", 1.0), 1000: ("≥ 2, ≤ 2.3", 2.0)}
+#: The range of R that counts as the paper's "≈ 1 bit per parameter" at 100 exposures (no profile
+#: expects it: the lab's small datasets give too few optimizer steps at 100 exposures, chapter 2).
+PAPER_ABOUT_ONE = (0.75, 1.25)
+#: Part 3.3's ceiling: no model stores more than 2.3 bits per parameter.
+PAPER_CEILING = 2.3
+#: The log-log slope of bits against P that counts as "bits grow linearly with P" (within 10%).
+LINEAR_SLOPE = (0.9, 1.1)
 RECIPE_KEYS = ("exposures", "batch_size", "lr", "weight_decay", "seed")
 
 
@@ -250,7 +271,7 @@ def paper_table(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     levels = sorted(set(PAPER_PEAK_R).union(*(set(p.index) for p in runs.values())))
     rows = []
     for e in levels:
-        row: dict[str, Any] = {"exposures": e, "paper (Part 3.3)": PAPER_PEAK_R.get(e, ("-",))[0]}
+        row: dict[str, Any] = {"exposures": e, "paper (Part 3.3)": PAPER_PEAK_R.get(e, ("—",))[0]}
         for label, p in runs.items():
             row[label] = (f"{p.at[e, 'R']:.2f} / {p.at[e, 'R_nonembedding']:.2f} (d={p.at[e, 'd_model']})"
                           if e in p.index else "not run")
@@ -273,3 +294,194 @@ def precomputed() -> dict[str, Any] | None:
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """What ``python -m labkit sweep capacity`` prints: R by exposures and model size, over seeds."""
     return by_size(runs_table(records))
+
+
+def precomputed_runs() -> pd.DataFrame | None:
+    """The committed cpu-full results as a ``runs_table``, or None when the file is absent."""
+    results = precomputed()
+    return runs_table(results["records"]) if results and results["records"] else None
+
+
+def scaling_slope(runs: pd.DataFrame, exposures: int, params: str = "params") -> float | None:
+    """The slope of log(bits) against log(P) over the model sizes trained with ``exposures`` (seed
+    means; least squares): 1 when bits grow linearly with P, as Part 3.3's law says. ``params``:
+    ``"params"`` (all parameters) or ``"non_embedding_params"``. None with fewer than two sizes."""
+    means = by_size(runs)
+    means = means[means.exposures == exposures]
+    if means[params].nunique() < 2:
+        return None
+    x = [math.log(v) for v in means[params]]
+    y = [math.log(max(v, 1e-9)) for v in means["bits"]]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    return sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum((a - mx) ** 2 for a in x)
+
+
+def claims(peak: pd.DataFrame | None, expect: Expect, runs: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Part 3.3's claims next to one sweep's numbers, for ``labkit.tables.paper_vs_lab``.
+
+    ``peak``: the sweep's :func:`peaks` (None: not run, e.g. absent precomputed results; the rows show
+    the paper's numbers and "not run"); ``expect``: its profile's thresholds; ``runs``: its
+    :func:`runs_table` (for the scaling slope). Rows, for the most exposures E and the fewest e:
+
+    - peak R at E at least 2 (reproduces at this scale when at least ``expect.R_min``);
+    - peak R at E at most 2.3 (the paper's ceiling, :data:`PAPER_CEILING`, whatever the scale);
+    - peak R at e about 1 (the paper's "≈ 1" read as :data:`PAPER_ABOUT_ONE`, when e = 100);
+    - the gain in peak R from e to E (at least ``expect.gap_min``);
+    - the log-log slope of bits against P at E (linear: :data:`LINEAR_SLOPE`).
+    """
+    levels = sorted(peak.index) if peak is not None and len(peak) else sorted(PAPER_PEAK_R)
+    few, many = levels[0], levels[-1]
+
+    def R(exposures: int) -> float | None:
+        return float(peak.at[exposures, "R"]) if peak is not None and exposures in peak.index else None
+
+    at_1000, at_100 = many == 1000, few == 100  # the paper's budgets: where its numbers apply
+    rows: list[dict[str, Any]] = [
+        {"claim": f"peak R at {many} exposures" + (", at least 2" if at_1000 else ""),
+         "paper": "≥ 2" if at_1000 else "—", "lab": R(many), "expect": (expect.R_min, None),
+         "note": f"this scale asks at least {expect.R_min:g}"},
+        {"claim": f"peak R at {many} exposures, at most 2.3", "paper": "≤ 2.3", "lab": R(many),
+         "expect": (None, PAPER_CEILING), "note": "the paper's ceiling, at every scale"},
+    ]
+    if few != many:
+        gain = R(many) - R(few) if R(many) is not None and R(few) is not None else None
+        rows += [
+            {"claim": f"peak R at {few} exposures" + (", about 1" if at_100 else ""),
+             "paper": "≈ 1" if at_100 else "—", "lab": R(few), "expect": PAPER_ABOUT_ONE if at_100 else None,
+             "note": f"≈ 1 read as {PAPER_ABOUT_ONE[0]:g} to {PAPER_ABOUT_ONE[1]:g}" if at_100 else ""},
+            {"claim": f"gain in peak R, {few} → {many} exposures",
+             "paper": "≈ 1 (2 vs 1)" if at_100 and at_1000 else "—", "lab": gain, "expect": (expect.gap_min, None),
+             "note": f"this scale asks at least {expect.gap_min:g}"},
+        ]
+    slope = scaling_slope(runs, many) if runs is not None and len(runs) else None
+    rows.append({"claim": f"slope of log bits vs log P, {many} exposures", "paper": "1 (linear)", "lab": slope,
+                 "expect": LINEAR_SLOPE,
+                 "note": f"linear read as {LINEAR_SLOPE[0]:g} to {LINEAR_SLOPE[1]:g} (all parameters)"})
+    return rows
+
+
+GRID_COLUMNS = {"d_model": "d", "n_head": "heads", "params": "P", "non_embedding": "P non-emb", "N": "N",
+                "information_bits": "information (bits)", "information / 2P": "information / 2P",
+                "exposures": "exposures"}
+RUN_COLUMNS = {"exposures": "exposures", "d_model": "d", "params": "P", "N": "N", "steps": "steps",
+               "bits": "bits", "fraction_learned": "learned", "R": "R", "R_nonembedding": "R non-emb",
+               "final_loss": "loss", "wall_time": "wall (s)"}
+SIZE_COLUMNS = {"exposures": "exposures", "d_model": "d", "params": "P", "N": "N", "R": "R",
+                "R_nonembedding": "R non-emb", "n_seeds": "seeds"}
+_FORMATS = {"params": ",d", "non_embedding": ",d", "N": ",d", "steps": ",d", "information_bits": ",.0f",
+            "information / 2P": ".2f", "bits": ",.0f", "fraction_learned": ".1%", "R": ".2f",
+            "R_nonembedding": ".2f", "final_loss": ".3f", "wall_time": ".0f"}
+
+
+def _view(rows: pd.DataFrame, columns: Mapping[str, str], **kwargs: Any) -> Table:
+    formats = {key: fmt for key, fmt in _FORMATS.items() if key in columns}
+    return table(rows, columns=columns, formats=formats, **kwargs)
+
+
+def grid_view(configs: Iterable[Mapping[str, Any]]) -> Table:
+    """:func:`grid_table` as chapter 2 shows it: per model size d, heads, P (all and non-embedding), N,
+    the data's information in bits and its ratio to 2 bits × P, and the exposure budgets."""
+    return _view(grid_table(list(configs)), GRID_COLUMNS)
+
+
+def runs_view(runs: pd.DataFrame) -> Table:
+    """A :func:`runs_table` as chapter 2 shows it: one row per run (a ``seed`` column when the runs
+    have several seeds), with steps, bits learned, fraction learned, both R, final loss and wall time."""
+    columns = dict(RUN_COLUMNS)
+    if "seed" in runs and runs["seed"].nunique() > 1:
+        columns = {"exposures": "exposures", "d_model": "d", "seed": "seed", **columns}
+    return _view(runs, columns)
+
+
+def sizes_view(runs: pd.DataFrame | None) -> Table:
+    """R per exposure budget and model size, averaged over seeds (:func:`by_size`) as chapter 2 shows it;
+    None (absent results): a table without rows."""
+    if runs is None or not len(runs):
+        return table([], columns=[])
+    return _view(by_size(runs), SIZE_COLUMNS)
+
+
+def peaks_view(peaks_by_run: Mapping[str, pd.DataFrame | None]) -> Table:
+    """:func:`paper_table` (peak R as "all / non-embedding (d of the peak)", the paper's number first)
+    as a ``labkit.tables`` table; runs given as None (e.g. absent precomputed results) are left out."""
+    present = {label: p for label, p in peaks_by_run.items() if p is not None}
+    return table(paper_table(present).reset_index(), index="exposures")
+
+
+def provenance_view(results: Mapping[str, Any] | None) -> Table:
+    """A results file's provenance (command, commit, date, machine, wall time...), one row per field;
+    None (the file is absent): one row saying so, and the command that makes it."""
+    def shown(value: Any) -> str:
+        if isinstance(value, list | tuple):
+            return ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+        return str(value)
+
+    if results is None:
+        return table([{"field": "results", "value": "absent on this checkout; regenerate them with "
+                       + regenerate_command(NAME, "cpu-full")}])
+    meta = results["provenance"]
+    return table([{"field": key, "value": shown(meta[key])} for key in sorted(meta)])
+
+
+def figure_capacity(runs: Mapping[str, pd.DataFrame | None], *,
+                    title: str = "Bits learned vs parameters (bioD, 2-layer GPTs)") -> go.Figure:
+    """Bits learned against P on log-log axes with the 1 and 2 bits/param lines (``plots.capacity_plot``).
+
+    ``runs``: label → a :func:`runs_table` (None or empty: left out). One series per run and exposure
+    budget, averaged over seeds per size; an exposure budget keeps its color across runs, and each run
+    has its own marker and dash (filled circles for the first, open diamonds for the second, ...)."""
+    from labkit import plots
+
+    present = [(label, t) for label, t in runs.items() if t is not None and len(t)]
+    levels = sorted({int(e) for _, t in present for e in t.exposures})
+    styles = (("circle", "solid"), ("diamond-open", "dot"), ("square-open", "dash"), ("x", "dashdot"))
+    series = {}
+    for (label, t), (symbol, dash) in zip(present, itertools.cycle(styles)):
+        for exposures, means in by_size(t).groupby("exposures", sort=True):
+            text = [f"d={d}, N={n:,}, R={r:.2f} (non-emb {q:.2f})"
+                    for d, n, r, q in zip(means.d_model, means.N, means.R, means.R_nonembedding, strict=True)]
+            series[f"{label}, {exposures} exposures"] = dict(
+                x=means.params.tolist(), y=means.bits.tolist(), text=text, symbol=symbol, dash=dash,
+                color=plots.color(levels.index(int(exposures))))
+    return plots.capacity_plot(series, title=title)
+
+
+def figure_peaks(peaks_by_run: Mapping[str, pd.DataFrame | None], *,
+                 title: str = "Peak capacity ratio R by exposures") -> go.Figure:
+    """Peak R by exposures as grouped bars (``plots.grouped_bars``): the paper's (all parameters), then
+    each run's against all and against non-embedding parameters; 1 and 2 bits/param lines."""
+    from labkit import plots
+
+    present = {label: p for label, p in peaks_by_run.items() if p is not None}
+    levels = sorted(set(PAPER_PEAK_R).union(*(set(p.index) for p in present.values())))
+
+    def values(p: pd.DataFrame, column: str) -> list[float | None]:
+        return [float(p.at[e, column]) if e in p.index else None for e in levels]
+
+    series: dict[str, list[float | None]] = {
+        "paper (all params)": [PAPER_PEAK_R[e][1] if e in PAPER_PEAK_R else None for e in levels]}
+    for label, p in present.items():
+        series[f"{label}, all params"] = values(p, "R")
+        series[f"{label}, non-embedding"] = values(p, "R_nonembedding")
+    return plots.grouped_bars(levels, series, title=title, x_title="exposures per person",
+                              y_title="bits per parameter", hlines={"2 bits/param": 2.0, "1 bit/param": 1.0})
+
+
+def figure_loss_curves(records: Sequence[Mapping[str, Any]], *,
+                       title: str = "Training loss at each exposure budget (this run)") -> go.Figure:
+    """Training loss against exposures of each run of a sweep (``plots.curves``, log x), labelled with
+    its optimizer steps per exposure, and the loss of a model that knows no person
+    (:func:`no_knowledge_loss` of the runs' data, which all share name pools, K, C and D)."""
+    from labkit import plots
+
+    ordered = sorted(records, key=lambda r: (r["config"]["exposures"], r["config"]["d_model"]))
+    series = {}
+    for record in ordered:
+        config, history = record["config"], record["result"]["history"]
+        steps = steps_per_exposure(int(config["N"]), int(config["batch_size"]))
+        name = f"d={config['d_model']}, {config['exposures']} exposures ({steps} steps/exposure)"
+        series[name] = (history["exposures"], history["losses"])
+    plateau = no_knowledge_loss(make_dataset(ordered[0]["config"]))
+    return plots.curves(series, title=title, x_title="exposures", log_x=True,
+                        y_title="training loss (nats per token)",
+                        hlines={"knows no person (name and value marginals)": plateau})
