@@ -3,7 +3,7 @@
 It does what a chapter must not get wrong or do differently from the others: resolve the profile
 into its typed sizes, run settings and expectations (``labkit.profiles``), validate the parameters,
 pick the device (never hard-coded), seed every random number generator, and switch plotly to the
-offline renderer.
+offline template (figures of ``labkit.plots`` render offline by themselves).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str = "au
         raise ValueError(f"threads={threads!r} is not valid; allowed: None or a positive integer")
     if chosen.type == "cpu":
         torch.set_num_threads(threads or 1)
-    plots.use_lab_renderer()
+    plots.use_template()
     result = Setup(chapter, profile, seed, chosen, config, generator)
     if verbose:
         print(result.describe())

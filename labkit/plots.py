@@ -6,6 +6,12 @@ emitted as (1) the plotly mime type, which JupyterLab and VS Code render nativel
 ``<div>`` plus a ``Plotly.newPlot`` call that uses the one copy of plotly.js the website serves
 (``_config.yml``: ``html_js_files``).
 
+Why figures of our own class (``LabFigure``): displaying a plain plotly figure goes through plotly's
+renderer registry, whose import pulls in nbformat and, through it, jsonschema's format checkers (a
+grammar compiled at import): seconds of every notebook kernel's start, more than importing torch. A
+``LabFigure`` builds the same bundle directly, so a chapter never pays for it. ``use_lab_renderer``
+still registers the renderer for plain figures (``fig.show()``), at that cost, for code that wants it.
+
 Layout rules shared by every figure helper, so that nothing a reader needs is drawn over anything else:
 
 - the title sits above the plot area, left-aligned (away from plotly's mode bar at the top right), and
@@ -33,29 +39,48 @@ RENDERER_NAME = "labkit"
 TEMPLATE = "plotly_white"
 
 
-class LabRenderer(MimetypeRenderer):
+def lab_bundle(fig_dict: dict) -> dict:
     """Plotly mime bundle + HTML without embedded plotly.js (see module docstring)."""
+    fig_json = json.loads(pio.to_json(fig_dict, validate=False, remove_uids=False))
+    html = pio.to_html(fig_dict, include_plotlyjs=False, include_mathjax=False, full_html=False,
+                       default_width="100%", default_height=450, validate=False)
+    return {"application/vnd.plotly.v1+json": fig_json, "text/html": html}
+
+
+class LabRenderer(MimetypeRenderer):
+    """``lab_bundle`` as a plotly renderer, for plain figures (``use_lab_renderer``)."""
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
-        fig_json = json.loads(pio.to_json(fig_dict, validate=False, remove_uids=False))
-        html = pio.to_html(
-            fig_dict,
-            include_plotlyjs=False,
-            include_mathjax=False,
-            full_html=False,
-            default_width="100%",
-            default_height=450,
-            validate=False,
-        )
-        return {"application/vnd.plotly.v1+json": fig_json, "text/html": html}
+        return lab_bundle(fig_dict)
+
+
+class LabFigure(go.Figure):
+    """A plotly figure that displays itself as ``lab_bundle`` (every figure helper here returns one)."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs) -> dict:  # noqa: ANN001 (IPython's API)
+        return lab_bundle(self.to_dict())
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)
+
+    def show(self, *args, **kwargs) -> None:  # noqa: ARG002 (plotly's signature; the lab has one renderer)
+        self._ipython_display_()
+
+
+def use_template() -> None:
+    """The lab's plotly template (cheap; called by ``labkit.setup``)."""
+    pio.templates.default = TEMPLATE
 
 
 def use_lab_renderer() -> None:
-    """Make the lab renderer plotly's default (idempotent); called by ``labkit.setup``."""
+    """Make the lab renderer plotly's default for plain figures too (idempotent; imports plotly's
+    renderer registry, see the module docstring)."""
     if RENDERER_NAME not in pio.renderers:
         pio.renderers[RENDERER_NAME] = LabRenderer()
     pio.renderers.default = RENDERER_NAME
-    pio.templates.default = TEMPLATE
+    use_template()
 
 
 # Colors shared by same-named series across panels (plotly's default qualitative palette).
@@ -169,7 +194,7 @@ def loss_curve(
 
     ``hlines``: label → y of reference lines named in the legend (e.g. ``{"chance: ln V": math.log(V)}``).
     """
-    fig = go.Figure(go.Scatter(x=list(steps), y=list(losses), mode="lines", name=name))
+    fig = LabFigure(go.Scatter(x=list(steps), y=list(losses), mode="lines", name=name))
     fig.update_layout(title=_title(title), xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified")
     if log_y:
         fig.update_yaxes(type="log")
@@ -195,7 +220,7 @@ def line_panels(
         raise ValueError("panels is empty; allowed: one or more (x_title, x, {name: y}) panels")
     y_titles, logs_x, logs_y = (_per_panel(v, len(panels), name) for v, name in
                                 ((y_title, "y_title"), (log_x, "log_x"), (log_y, "log_y")))
-    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.1, figure=LabFigure())
     colors: dict[str, str] = {}
     for col, (x_title, x, series) in enumerate(panels, start=1):
         for name, y in series.items():
@@ -251,7 +276,7 @@ def slider_explorer(
         raise ValueError(f"active={active} is not valid; allowed: 0 <= active < {n_steps} (len(slider_values))")
     owner: list[int] = []  # view index of each trace
     grids: list[list[list[float]]] = []
-    fig = go.Figure()
+    fig = LabFigure()
     for v, (_, traces) in enumerate(views.values()):
         for name, grid in traces.items():
             rows = [list(map(float, row)) for row in grid]
@@ -324,7 +349,7 @@ def capacity_plot(
         raise ValueError("series is empty; allowed: one or more name -> (params, bits)")
     data = {name: _series(name, spec) for name, spec in series.items()}
     xs = [v for s in data.values() for v in s["x"] if v > 0]
-    fig = go.Figure()
+    fig = LabFigure()
     if xs:
         lo, hi = min(xs) / 1.5, max(xs) * 1.5
         for k, r in enumerate(ratios):
@@ -362,7 +387,7 @@ def grouped_bars(
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> values (one per category)")
     cats = [str(c) for c in categories]
-    fig = go.Figure()
+    fig = LabFigure()
     top = max((float(y) for y in (hlines or {}).values()), default=0.0)
     for k, (name, values) in enumerate(series.items()):
         values = list(values)
@@ -400,7 +425,7 @@ def agreement_plot(
         raise ValueError(f"band={band!r} is not valid; allowed: a factor >= 1")
     data = {name: _series(name, spec) for name, spec in series.items()}
     values = [v for s in data.values() for v in (*s["x"], *s["y"]) if v > 0 or not log]
-    fig = go.Figure()
+    fig = LabFigure()
     if values:
         lo, hi = min(values), max(values)
         lo, hi = (lo / 1.5, hi * 1.5) if log else (lo - 0.1 * (hi - lo + 1), hi + 0.1 * (hi - lo + 1))
@@ -468,7 +493,7 @@ def curves(
     horizontal reference lines (e.g. a loss plateau), named in the legend (:func:`reference_lines`)."""
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> (x, y)")
-    fig = go.Figure()
+    fig = LabFigure()
     for k, (name, spec) in enumerate(series.items()):
         s = _series(name, spec)
         color = s.get("color", _PALETTE[k % len(_PALETTE)])

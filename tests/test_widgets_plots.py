@@ -46,3 +46,21 @@ def test_lab_renderer_emits_plotly_json_and_html_without_plotly_js():
     assert "Plotly.newPlot" in html and "<div" in html
     assert len(html) < 20_000, "plotly.js must not be embedded"
     assert "cdn" not in html.lower()
+
+
+def test_lab_figures_display_the_lab_bundle_without_plotly_renderers():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom labkit import plots\nplots.use_template()\n"
+            "fig = plots.line_panels([('x', [1, 2], {'a': [1, 2]}), ('x', [1, 2], {'a': [2, 3]})])\n"
+            "assert isinstance(fig, plots.LabFigure) and len(fig.data) == 2\n"
+            "bundle = fig._repr_mimebundle_()\n"
+            "key = 'application/vnd.plotly.v1+json'\n"
+            "assert bundle[key] == plots.lab_bundle(fig.to_dict())[key]\n"
+            "assert 'Plotly.newPlot' in bundle['text/html']\n"
+            "assert 'nbformat' not in sys.modules and 'plotly.io._renderers' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for fig in (plots.loss_curve([0, 1], [2.0, 1.0]), plots.curves({"a": ([1, 2], [3, 4])}),
+                plots.grouped_bars(["x"], {"a": [1.0]})):
+        assert isinstance(fig, plots.LabFigure)
