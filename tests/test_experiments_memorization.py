@@ -133,7 +133,7 @@ def test_cpu_full_profile_traces_mac_over_growing_libraries():
         assert [c["method"] for c in mine].count("mls") == 1
         libraries = [c["n_items"] for c in mine if c["method"] == "mac"]
         assert len(libraries) == len(profile.sizes.mac_bits_per_param) and libraries == sorted(libraries)
-    assert profile.sizes.exposures == memorization.QUICK.sizes.exposures  # the quick recipe, larger grid
+    assert profile.sizes.exposures == 1000 and profile.sizes.start == 32  # longer training, finer search
 
 
 def test_precomputed_results_absent_and_present(tmp_path):

@@ -74,12 +74,12 @@ class Sizes:
 
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "biod", "K": 8, "D": 64, "T": 64,
                                                           "name_pools": (30, 30)})
-    models: Models = TinyModels(widths=(8, 12))
+    models: Models = TinyModels(widths=(8, 10))
     exposures: tuple[int, ...] = (100, 1000)
     lr: float = 3e-2
     batch_size: int = 128
     weight_decay: float = 0.05
-    factor: float = 2.0
+    factor: float = 1.5
     seeds: tuple[int, ...] = (0, 1)
 
 
@@ -97,7 +97,8 @@ class Expect:
 QUICK = Profile(Sizes(), Expect(), Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
     "smoke": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 4, "D": 16, "T": 16, "name_pools": (10, 10)},
-                                      models=TinyModels(widths=(8,)), exposures=(10, 300), seeds=(0,)),
+                                      models=TinyModels(widths=(8,)), exposures=(10, 300), factor=2.0,
+                                      seeds=(0,)),
                     expect=dict(R_min=0.2, gap_min=0.2), run=dict(processes=1)),
     "quick": QUICK,
     "cpu-full": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 8, "D": 256, "T": 256, "name_pools": (100, 100)},
