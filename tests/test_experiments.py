@@ -72,7 +72,7 @@ def test_capacity_grid_of_every_profile(profile):
 def test_capacity_grid_table_counts_parameters_and_information():
     grid = capacity.grid(capacity.PROFILES["smoke"].sizes, seeds=(0,))
     table = capacity.grid_table(grid)
-    assert list(table.d_model) == [8] and table.exposures[0] == "10, 300"
+    assert list(table.d_model) == [8] and table.exposures[0] == "10, 200"
     row = table.iloc[0]
     assert row["information / 2P"] == pytest.approx(row.information_bits / (2 * row.params))
     assert row.N == 100 and row["information / 2P"] < 2.0  # factor 2 wanted, capped by 10 x 10 names

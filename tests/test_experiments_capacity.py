@@ -91,7 +91,7 @@ def test_display_tables_are_lab_tables_with_fixed_formats():
     text = capacity.grid_view(grid).to_text().splitlines()
     assert text[0].split() == ["d", "heads", "P", "P", "non-emb", "N", "information", "(bits)", "information",
                                "/", "2P", "exposures"]
-    assert text[1].split()[-2:] == ["10,", "300"] and "," in text[1].split()[2]  # P with a thousands separator
+    assert text[1].split()[-2:] == ["10,", "200"] and "," in text[1].split()[2]  # P with a thousands separator
     runs = _runs(*LINEAR)
     shown = capacity.runs_view(runs)
     assert isinstance(shown, Table) and "seed" not in shown.columns and list(shown["R"]) == [0.3, 0.3, 2.0, 2.0]

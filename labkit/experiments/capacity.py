@@ -97,9 +97,9 @@ class Expect:
 QUICK = Profile(Sizes(), Expect(), Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
     "smoke": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 4, "D": 16, "T": 16, "name_pools": (10, 10)},
-                                      models=TinyModels(widths=(8,)), exposures=(10, 300), factor=2.0,
+                                      models=TinyModels(widths=(8,)), exposures=(10, 200), factor=2.0,
                                       seeds=(0,)),
-                    expect=dict(R_min=0.2, gap_min=0.2), run=dict(processes=1)),
+                    expect=dict(R_min=0.1, gap_min=0.1), run=dict(processes=1)),
     "quick": QUICK,
     "cpu-full": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 8, "D": 256, "T": 256, "name_pools": (100, 100)},
                                          models=TinyModels(widths=(16, 24, 32, 40)), lr=5e-3, factor=2.5,

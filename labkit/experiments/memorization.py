@@ -83,7 +83,7 @@ class Expect:
 
 QUICK = Profile(Sizes(), Expect(), Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
-    "smoke": derive(QUICK, sizes=dict(models=TinyModels(widths=(4, 8)), exposures=100, start=8, max_size=64,
+    "smoke": derive(QUICK, sizes=dict(models=TinyModels(widths=(4, 8)), exposures=60, start=8, max_size=64,
                                       tolerance=0.5),
                     expect=dict(bits_per_param=(0.05, 3.6), mac_over_mls=(0.0, 1.5)), run=dict(processes=1)),
     "quick": QUICK,
