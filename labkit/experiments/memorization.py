@@ -83,9 +83,9 @@ class Expect:
 
 QUICK = Profile(Sizes(), Expect(), Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
-    "smoke": derive(QUICK, sizes=dict(models=TinyModels(widths=(4, 8)), exposures=60, start=8, max_size=64,
+    "smoke": derive(QUICK, sizes=dict(models=TinyModels(widths=(4, 8)), exposures=40, start=4, max_size=64,
                                       tolerance=0.5),
-                    expect=dict(bits_per_param=(0.05, 3.6), mac_over_mls=(0.0, 1.5)), run=dict(processes=1)),
+                    expect=dict(bits_per_param=(0.02, 3.6), mac_over_mls=(0.0, 1.5)), run=dict(processes=1)),
     "quick": QUICK,
     # four widths (P 1.9k-15k) at 1000 exposures, MLS from 32 items to 10%, MAC on libraries of 1.5 to 8
     # bits per parameter (how MAC falls as the library outgrows the model); ~180k training steps in all
