@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-__all__ = ["check_choice", "check_fraction", "check_int", "check_positive", "invalid"]
+__all__ = ["check_choice", "check_fraction", "check_int", "check_like", "check_positive", "invalid"]
 
 
 def invalid(name: str, value: object, allowed: str) -> ValueError:
@@ -74,4 +74,20 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> object:
     """Return ``value`` if it is one of ``choices``; else ``ValueError`` listing them."""
     if value not in choices:
         raise invalid(name, value, ", ".join(repr(c) for c in choices))
+    return value
+
+
+def check_like(name: str, value: object, like: object) -> object:
+    """``value`` if it has the type of ``like`` (a default or a profile's value), else ``ValueError``.
+
+    An int is accepted for a float (``-p lr 1`` means 1.0) and returned as one; a bool is never taken
+    for an int or the other way round.
+    """
+    expected = type(like)
+    if isinstance(value, bool) != isinstance(like, bool):
+        raise invalid(name, value, f"a value of type {expected.__name__}")
+    if expected is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, expected):
+        raise invalid(name, value, f"a value of type {expected.__name__}")
     return value

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit import profiles
+from labkit.checks import check_like
 
 #: Where ``python -m labkit run`` writes an executed copy when neither ``-o`` nor ``--in-place`` is given.
 DEFAULT_RUNS_DIR = Path("_build") / "runs"
@@ -65,13 +66,11 @@ def validate_parameters(notebook: Path, given: dict[str, Any]) -> dict[str, Any]
         default = defaults[name]
         if default is None or value is None:
             continue
-        expected = type(default)
-        ok = isinstance(value, expected) and isinstance(value, bool) == isinstance(default, bool)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            given[name], ok = float(value), True
-        if not ok:
-            raise ParameterError(f"parameter {name}={value!r} has the wrong type; allowed: a {expected.__name__} "
-                                 f"(default {default!r})")
+        try:
+            given[name] = check_like(name, value, default)
+        except ValueError:
+            raise ParameterError(f"parameter {name}={value!r} has the wrong type; allowed: a "
+                                 f"{type(default).__name__} (default {default!r})") from None
     chapter = notebook.stem
     if "profile" in given and chapter in profiles.chapters():
         allowed = profiles.profiles_of(chapter)

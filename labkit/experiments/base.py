@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from labkit.checks import check_int
+from labkit.checks import check_int, check_like
 from labkit.runtime import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,18 +174,11 @@ def load_results(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
-    """``value`` for a field whose profile value is ``current``, or the lab's one-line error. Ints are
-    accepted for floats, lists for tuples (papermill and the command line pass JSON-like values)."""
-    expected = type(current)
-    if isinstance(value, bool) != isinstance(current, bool):
-        raise ValueError(f"{name}={value!r} is not valid; allowed: a value of type {expected.__name__}")
-    if expected is float and isinstance(value, int):
-        return float(value)
-    if expected is tuple and isinstance(value, list):
+    """``value`` for a field whose profile value is ``current`` (``check_like``); lists are accepted for
+    tuples (papermill and the command line pass JSON-like values)."""
+    if isinstance(current, tuple) and isinstance(value, list):
         value = tuple(value)
-    if not isinstance(value, expected):
-        raise ValueError(f"{name}={value!r} is not valid; allowed: a value of type {expected.__name__}")
-    return value
+    return check_like(name, value, current)
 
 
 def select(profiles: Mapping[str, Profile], profile: str, owner: str, **overrides: Any) -> Profile:
