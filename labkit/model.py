@@ -578,7 +578,9 @@ class Transformer(nn.Module):
 class ParamCount:
     """Parameters by group. ``total`` is P of Part 3.3 (allenzhu2024part33) (with ``used_tokens``: embedding
     rows of tokens that never occur excluded); ``non_embedding`` also drops token, position and unembedding
-    rows (the N of Kaplan et al.'s scaling laws)."""
+    rows (the N of Kaplan et al.'s scaling laws); ``active`` is what one token uses: ``total`` less, in
+    every mixture-of-experts layer, the ``moe_experts - moe_top_k`` experts a token is not routed to
+    (Part 3.3 compares MoE models by total and by active parameters)."""
 
     total: int
     non_embedding: int
@@ -588,6 +590,7 @@ class ParamCount:
     mlp: int
     norm: int
     unembedding: int
+    active: int
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -612,4 +615,6 @@ def count_params(model: Transformer, used_tokens=None) -> ParamCount:
             groups["unembedding"] = len(ids) * d
     total = sum(groups.values())
     non_embedding = total - groups["embedding"] - groups["position"] - groups["unembedding"]
-    return ParamCount(total=total, non_embedding=non_embedding, **groups)
+    idle = sum((len(block.mlp.experts) - block.mlp.top_k) * sum(p.numel() for p in block.mlp.experts[0].parameters())
+               for block in model.blocks if isinstance(block.mlp, MoE))
+    return ParamCount(total=total, non_embedding=non_embedding, active=total - idle, **groups)

@@ -497,3 +497,12 @@ def test_alibi_slopes_and_relative_buckets():
     b = _t5_bucket(torch.arange(200), 32, 128)
     assert b[:16].tolist() == list(range(16)) and b[-1] == 31 and (b.diff() >= 0).all()
     assert math.isclose(_alibi_slopes(2)[0], 2**-4)
+
+
+@pytest.mark.parametrize("experts,top_k", [(4, 1), (4, 2), (3, 3)])
+def test_active_params_drop_the_experts_a_token_skips(experts, top_k):
+    dense, moe = count_params(Transformer(cfg())), count_params(Transformer(cfg(moe_experts=experts, moe_top_k=top_k)))
+    assert dense.active == dense.total
+    # per layer: experts copies of the dense MLP plus a router (d x experts); a token uses top_k copies
+    assert moe.mlp == dense.mlp * experts + 2 * 16 * experts
+    assert moe.total - moe.active == 2 * (experts - top_k) * (dense.mlp // 2)

@@ -21,6 +21,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "information": ("labkit.experiments.information", "01_knowledge_as_bits"),
     "capacity": ("labkit.experiments.capacity", "02_capacity_scaling_law"),
     "memorization": ("labkit.experiments.memorization", "03_mls_vs_mac"),
+    "architectures": ("labkit.experiments.architectures", "04_architecture_capacity"),
 }
 CHAPTERS: dict[str, str] = {chapter: name for name, (_, chapter) in EXPERIMENTS.items()}
 

@@ -188,7 +188,7 @@ def select(profiles: Mapping[str, Profile], profile: str, owner: str, **override
     Errors name the parameter and the allowed values, because they surface as the one line a user
     sees after mistyping ``-p profile qiuck``.
     """
-    allowed = [p for p in PROFILE_ORDER if p in profiles]
+    allowed = [p for p in PROFILE_ORDER if p in profiles] + [p for p in profiles if p not in PROFILE_ORDER]
     if profile not in profiles:
         raise ValueError(f"profile={profile!r} is not valid for {owner}; allowed: {', '.join(allowed)}")
     chosen = profiles[profile]

@@ -235,15 +235,17 @@ def grid_table(configs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def runs_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per sweep record: the config's model, data and recipe keys with the scalar results,
-    sorted by exposures, then parameters."""
+def runs_table(records: Iterable[Mapping[str, Any]], config_keys: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per sweep record: the config's model, data and recipe keys (and ``config_keys``, e.g. a
+    chapter's ``variant``) with the scalar results and ``active_params`` (the parameters one token uses,
+    ``labkit.model.ParamCount.active``), sorted by exposures, then parameters."""
     rows = []
     for record in records:
         config, result = record["config"], record["result"]
-        row = {k: config.get(k) for k in ("model", "d_model", "n_layer", "n_head", "data", "N", "exposures", "lr",
-                                          "batch_size", "seed")}
+        row = {k: config.get(k) for k in (*config_keys, "model", "d_model", "n_layer", "n_head", "data", "N",
+                                          "exposures", "lr", "batch_size", "seed")}
         row.update({k: v for k, v in result.items() if not isinstance(v, Mapping | list)})
+        row["active_params"] = result.get("param_groups", {}).get("active", result.get("params"))
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(["exposures", "params", "seed"], ignore_index=True) if rows else table
