@@ -4,6 +4,7 @@ runs, to check that a variant's knobs reach the model it trains)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -61,8 +62,15 @@ def test_grid_sizes_data_per_variant_and_pairs_seeds_at_the_fewest_exposures():
     assert set(per) == {(v, e) for v in arch.VARIANTS for e in (100, 1000)}
     for (variant, exposures), seeds in per.items():
         assert seeds == ([0, 1] if variant in sizes.paired and exposures == 100 else [0]), (variant, exposures)
-    n = {c["variant"]: c["N"] for c in configs}
-    assert n["no_mlp"] < n["quarter_mlp"] < n["reference"] < n["moe"]  # data holds 2.5 x 2 bits x its own P
+    assert len({c["N"] for c in configs}) == 1  # every variant learns the same people
+    from labkit.data.registry import make_dataset
+    from labkit.experiments.models import param_count
+
+    first = {c["variant"]: c for c in configs}
+    dataset = make_dataset(first["reference"])
+    bits, P = dataset.information_bits(), {v: param_count(c, dataset) for v, c in first.items()}
+    assert bits == pytest.approx(2.5 * 2 * P["reference"].total, rel=0.05)  # sized for the reference
+    assert bits > 2 * P["moe"].total and P["moe"].active < P["moe"].total  # MoE too has more than it can store
     lr = {(c["variant"], c["exposures"]) for c in configs if c["batch_size"] != sizes.batch_size[c["exposures"]]}
     assert not lr
     assert {c["lr"] for c in configs if c["exposures"] == 1000 and c["variant"] == "reference"} == {sizes.lr[1000]}
@@ -83,6 +91,11 @@ def test_lr_search_grid_tries_each_family_at_each_factor():
 def test_sizes_reject_unknown_variants_and_missing_recipes():
     with pytest.raises(ValueError, match="variants.*allowed: reference, gated"):
         arch.Sizes(variants=("reference", "transformer-xl"))
+    with pytest.raises(ValueError, match="d_model=32 is not valid; allowed: 64 \\* n_head = 128"):
+        arch.Sizes(model="gpt2", d_model=32)
+    with pytest.raises(ValueError, match="model='llama' is not valid"):
+        arch.Sizes(model="llama")
+    assert arch.variant_keys(arch.PROFILES["full"].sizes, "gated")["model"] == "gpt2"
     with pytest.raises(ValueError, match="batch_size.*every exposure budget"):
         arch.Sizes(exposures=(100, 300))
     with pytest.raises(ValueError, match="profile='huge' is not valid.*smoke, quick, cpu-full, full, lr-search, lr-search-cpu-full"):
@@ -112,20 +125,25 @@ def test_swap_table_reads_both_directions_with_seed_spread():
 
 
 def test_checks_pass_a_healthy_sweep_and_fail_a_broken_variant():
-    expect = arch.PROFILES["quick"].expect
+    expect = dataclasses.replace(arch.PROFILES["quick"].expect, no_mlp_drop=0.05)
     rows = arch.checks(arch.ratios(arch.runs_table(RECORDS)), expect)
     assert all(r["holds"] for r in rows), rows
     names = [r["check"] for r in rows]
-    assert any(n.startswith("no_mlp: ratio at 100") for n in names)
+    assert names[0] == "reference R at 1000 exposures ≥ 1" and any(n.startswith("no_mlp: ratio at 100") for n in names)
     assert not any(n.startswith("moe") for n in names)  # MoE is compared to the paper, not to the band
+    spread = next(r for r in rows if r["check"].startswith("max |ln ρ|"))
+    assert spread["lab"] == pytest.approx(abs(math.log(0.4 / 0.4 * 0.2 / 0.4)) - abs(math.log(1.5 / 2.0)))
     broken = [r for r in RECORDS if r["config"]["variant"] != "gated"] + [_record("gated", 1000, 0.5)]
-    failed = [r for r in arch.checks(arch.ratios(arch.runs_table(broken)), expect) if not r["holds"]]
-    assert [r["check"] for r in failed] == ["gated: R / R(reference) at 1000 exposures in [0.75, 1.35]"]
-    # the no-MLP drop fails when no MLP does as well at 100 as at 1000
+    failed = [r["check"] for r in arch.checks(arch.ratios(arch.runs_table(broken)), expect) if not r["holds"]]
+    assert failed == ["gated: R / R(reference) at 1000 exposures in [0.75, 1.35]",
+                      "max |ln ρ| over variants: 100 exposures ≥ 1000 exposures + 0.1"]
+    # the no-MLP drop fails when no MLP does as well at 100 as at 1000; without a threshold it is not checked
     flat = [r for r in RECORDS if r["config"]["variant"] != "no_mlp"] + [
         _record("no_mlp", 100, 0.4, params=600), _record("no_mlp", 1000, 2.0, params=600)]
     failed = [r["check"] for r in arch.checks(arch.ratios(arch.runs_table(flat)), expect) if not r["holds"]]
-    assert failed == ["no_mlp: ratio at 100 exposures ≥ 0.05 below its ratio at 1000"]
+    assert failed[-1] == "no_mlp: ratio at 100 exposures ≥ 0.05 below its ratio at 1000"
+    quick = arch.checks(arch.ratios(arch.runs_table(flat)), arch.PROFILES["quick"].expect)
+    assert not any(r["check"].startswith("no_mlp: ratio") for r in quick)
 
 
 def test_lr_search_table_picks_the_best_rate_per_family_and_exposures():

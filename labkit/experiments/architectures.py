@@ -10,7 +10,7 @@ question, with no paper number: position encodings and attention kinds (Part 1, 
 
 The experiment is chapter 2's capacity run (``labkit.experiments.capacity``: the same data, model
 family, recipe and bit meter) with one change per *variant*: a few ``ModelConfig`` knobs
-(:data:`VARIANTS`). Every variant is trained at both exposure budgets on data sized for its own P (so
+(:data:`VARIANTS`). Every variant is trained at both exposure budgets on the same data, sized for the reference (so
 capacity, not data, is the bottleneck), and R is read against all, non-embedding and (for MoE)
 active parameters. What the chapter compares is the *ratio* R(variant) / R(reference) at each budget,
 because that is what the paper reports and what survives the change of scale.
@@ -91,7 +91,7 @@ FAMILY_PROBE = {"gelu": "reference", "gated": "gated", "no_mlp": "no_mlp", "moe"
 #: ``python -m labkit sweep architectures --profile lr-search`` (quick scale, one seed, rates 1/3 to
 #: 9 times the quick rate; results/architectures_lr_search.json, shown in chapter 4).
 LR_FACTOR: dict[int, dict[str, float]] = {
-    100: {"gelu": 1.0, "gated": 1.0, "no_mlp": 3.0, "moe": 1.0, "fixed_attention": 3.0},
+    100: {"gelu": 1.0, "gated": 3.0, "no_mlp": 3.0, "moe": 1.0, "fixed_attention": 9.0},
     1000: {"gelu": 1.0, "gated": 1.0, "no_mlp": 1.0, "moe": 1 / 3, "fixed_attention": 1.0},
 }
 _ONES = {e: {f: 1.0 for f in FAMILIES} for e in (100, 1000)}
@@ -101,20 +101,27 @@ _ONES = {e: {f: 1.0 for f in FAMILIES} for e in (100, 1000)}
 class Sizes:
     """What the architecture comparison measures.
 
-    ``data``: a data spec (chapter 2's bioD); ``d_model`` / ``n_layer`` / ``n_head``: the one model
-    shape every variant changes; ``variants``: names of :data:`VARIANTS`; ``moe_experts``: experts of
-    the ``moe`` variant (the paper: 32; here as many as the CPU budget fits); ``exposures``; per
-    exposure budget the ``batch_size`` and the GELU family's ``lr`` (100 exposures get a small batch so
-    that the runs have thousands of optimizer steps: chapter 2 showed too few steps, not too few
-    exposures, caps R); ``lr_factor``: per exposure budget, each family's multiple of that rate, as the
-    ``lr-search`` profiles measured it (:data:`LR_FACTOR`); ``lr_factors``: the multiples a search
-    profile tries around its rates (1.0 elsewhere); ``factor``: each variant's data
-    holds ``factor`` × 2 bits × its P; ``seeds``; ``paired_seeds``: seeds of the ``paired`` variants at
-    the fewest exposures (the gated-vs-GELU comparison, whose ratio is the chapter's headline).
+    - ``data``: a data spec (chapter 2's bioD);
+    - ``model``: the family every variant changes, ``"tiny"`` (the lab's GPT, learned absolute
+      positions) or ``"gpt2"`` (Part 3.3's GPT2-ℓ-h, rotary positions, so there the ``rotary`` variant
+      is the reference itself); ``d_model`` / ``n_layer`` / ``n_head``: its one shape (GPT2-ℓ-h:
+      ``d_model`` = 64 ``n_head``);
+    - ``variants``: names of :data:`VARIANTS`; ``moe_experts``: experts of the ``moe`` variant (the
+      paper: 32; here as many as the CPU budget fits);
+    - ``exposures``, and per exposure budget the ``batch_size`` and the GELU family's ``lr`` (100
+      exposures get a small batch so that the runs have thousands of optimizer steps: chapter 2 showed
+      that too few steps, not too few exposures, cap R);
+    - ``lr_factor``: per exposure budget, each family's multiple of that rate, as the ``lr-search``
+      profiles measured it (:data:`LR_FACTOR`); ``lr_factors``: the multiples a search profile tries
+      around its rates (1.0 elsewhere);
+    - ``factor``: the data holds ``factor`` × 2 bits × the reference's P;
+    - ``seeds``; ``paired_seeds``: seeds of the ``paired`` variants at the fewest exposures (the
+      gated-vs-GELU comparison, whose ratio is the chapter's headline).
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "biod", "K": 8, "D": 64, "T": 64,
                                                           "name_pools": (30, 30)})
+    model: str = "tiny"
     d_model: int = 8
     n_layer: int = 2
     n_head: int = 2
@@ -135,6 +142,10 @@ class Sizes:
         for name in self.variants:
             if name not in VARIANTS:
                 raise invalid("variants", name, ", ".join(VARIANTS))
+        if self.model not in ("tiny", "gpt2"):
+            raise invalid("model", self.model, "'tiny', 'gpt2'")
+        if self.model == "gpt2" and self.d_model != 64 * self.n_head:
+            raise invalid("d_model", self.d_model, f"64 * n_head = {64 * self.n_head} for model='gpt2' (GPT2-ℓ-h)")
         for key in ("batch_size", "lr", "lr_factor"):
             missing = sorted(set(self.exposures) - set(getattr(self, key)))
             if missing:
@@ -146,12 +157,16 @@ class Expect:
     """The claim cell's thresholds, on ratios R(variant) / R(reference):
 
     - ``band_most``: at the most exposures every MLP variant (not MoE) within this band of 1;
+    - ``spread_gap``: architecture matters more at the fewest exposures: the largest ``|ln ρ|`` over
+      the variants there exceeds the largest at the most exposures by at least this;
     - ``no_mlp_drop``: no MLP's ratio at the fewest exposures at least this much below its ratio at
-      the most (removing the MLP costs more when facts are seen less often);
+      the most (the paper: removing the MLP costs more when facts are seen less often); None where the
+      scale does not reproduce it (the chapter says so and shows the number);
     - ``R_reference_min``: the reference's R at the most exposures at least this (the runs learned)."""
 
     band_most: tuple[float, float] = (0.75, 1.35)
-    no_mlp_drop: float = 0.05
+    spread_gap: float = 0.1
+    no_mlp_drop: float | None = None
     R_reference_min: float = 1.0
 
 
@@ -162,7 +177,7 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                                       variants=("reference", "no_mlp"), exposures=(10, 100),
                                       batch_size={10: 8, 100: 64}, lr={10: 1e-2, 100: 3e-2},
                                       lr_factor={10: LR_FACTOR[100], 100: LR_FACTOR[1000]}, factor=2.0),
-                    expect=dict(band_most=(0.3, 3.0), no_mlp_drop=-1.0, R_reference_min=0.05),
+                    expect=dict(band_most=(0.3, 3.0), spread_gap=-1.0, R_reference_min=0.05),
                     run=dict(processes=1)),
     "quick": QUICK,
     "lr-search": derive(QUICK, sizes=dict(variants=tuple(FAMILY_PROBE.values()), lr={100: 1e-2, 1000: 3e-2},
@@ -171,7 +186,8 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                                          d_model=16, variants=_ALL, batch_size={100: 32, 1000: 128},
                                          lr={100: 3e-3, 1000: 5e-3}, factor=2.5, paired_seeds=2),
                        expect=dict(band_most=(0.8, 1.25), R_reference_min=1.5)),
-    "full": derive(QUICK, sizes=dict(data={"kind": "bios", "mode": "fresh"}, d_model=256, n_layer=4, n_head=4,
+    "full": derive(QUICK, sizes=dict(data={"kind": "bios", "mode": "fresh"}, model="gpt2", d_model=256, n_layer=4,
+                                     n_head=4,
                                      variants=_ALL, moe_experts=32, batch_size={100: 64, 1000: 256},
                                      lr={100: 1e-3, 1000: 1e-3}, factor=2.5, paired_seeds=3),
                    expect=dict(band_most=(0.85, 1.15), R_reference_min=1.8), run=dict(processes=1)),
@@ -181,6 +197,7 @@ PROFILES["lr-search-cpu-full"] = derive(PROFILES["cpu-full"], sizes=dict(
 #: The committed cpu-full results chapter 4 shows next to its own run, and the learning-rate search.
 PRECOMPUTED = results_path(NAME, "cpu-full")
 LR_SEARCH = results_path(NAME, "lr-search")
+LR_SEARCH_CPU_FULL = results_path(NAME, "lr-search-cpu-full")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,18 +211,22 @@ def variant_keys(sizes: Sizes, name: str) -> dict[str, Any]:
     overrides = dict(VARIANTS[name].overrides)
     if "moe_experts" in overrides:
         overrides["moe_experts"] = sizes.moe_experts
-    return {"model": "tiny", "d_model": sizes.d_model, "n_layer": sizes.n_layer, "n_head": sizes.n_head,
+    return {"model": sizes.model, "d_model": sizes.d_model, "n_layer": sizes.n_layer, "n_head": sizes.n_head,
             "variant": name, "model_overrides": overrides}
 
 
 def grid(sizes: Sizes, seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
     """Configs: each variant × exposure budget × seed × learning-rate factor; the ``paired`` variants get
-    ``paired_seeds`` seeds (counting up from the first) at the fewest exposures. N is sized per variant
-    (chapter 2's ``people_for_capacity``)."""
+    ``paired_seeds`` seeds (counting up from the first) at the fewest exposures.
+
+    Every variant learns the same people: N is sized for the *reference* (chapter 2's
+    ``people_for_capacity``, ``factor`` × 2 bits × its P), so a variant with fewer parameters (no MLP,
+    a quarter MLP) faces even more than it can store, and the mixture of experts, with more total
+    parameters, still has more than the 1.5 bits per parameter the paper measures for it."""
     configs, fewest = [], min(sizes.exposures)
+    n = capacity.people_for_capacity({**data_keys(sizes.data), **variant_keys(sizes, "reference")}, sizes.factor)
     for name in sizes.variants:
         base = {**data_keys(sizes.data), **variant_keys(sizes, name)}
-        n = capacity.people_for_capacity(base, sizes.factor)
         family = VARIANTS[name].family
         for exposures in sizes.exposures:
             run_seeds = list(seeds)
@@ -322,11 +343,68 @@ def checks(ratios_: pd.DataFrame, expect: Expect) -> list[dict[str, Any]]:
             value = ratio_at(ratios_, variant, many)
             rows.append({"check": f"{variant}: R / R(reference) at {many} exposures in [{lo:g}, {hi:g}]",
                          "lab": value, "holds": value is not None and lo <= value <= hi})
+    if few != many:
+        spread = {e: max(abs(math.log(r)) for r in ratios_[ratios_.exposures == e].ratio.dropna()) for e in (few, many)}
+        rows.append({"check": f"max |ln ρ| over variants: {few} exposures ≥ {many} exposures + {expect.spread_gap:g}",
+                     "lab": spread[few] - spread[many], "holds": spread[few] - spread[many] >= expect.spread_gap})
     at_few, at_many = ratio_at(ratios_, "no_mlp", few), ratio_at(ratios_, "no_mlp", many)
-    if at_few is not None and at_many is not None and few != many:
+    if expect.no_mlp_drop is not None and at_few is not None and at_many is not None and few != many:
         rows.append({"check": f"no_mlp: ratio at {few} exposures ≥ {expect.no_mlp_drop:g} below its ratio at {many}",
                      "lab": at_many - at_few, "holds": at_many - at_few >= expect.no_mlp_drop})
     return rows
+
+
+def paper_band(quoted: str, value: float) -> tuple[float | None, float | None]:
+    """The range of a ratio that counts as reproducing the paper's ``quoted`` ratio: "≈ x" within 12% of
+    x (the paper's own ratios are read off bar charts), "< x" below x."""
+    if quoted.startswith("<"):
+        return (None, value)
+    return (value / 1.12, value * 1.12)
+
+
+def claims(ratios_: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Part 3.3's ratios next to one sweep's, for ``labkit.tables.paper_vs_lab``: one row per variant
+    and exposure budget that has a paper number (the reference itself left out). ``ratios_`` None
+    (absent results): the paper's numbers and "not run"."""
+    rows = []
+    for exposures in (100, 1000):
+        for name, variant in VARIANTS.items():
+            if name == "reference" or exposures not in variant.paper:
+                continue
+            quoted, value = variant.paper[exposures]
+            lab = ratio_at(ratios_, name, exposures) if ratios_ is not None else None
+            lo, hi = paper_band(quoted, value)
+            band = f"below {hi:.2f}" if lo is None else f"{lo:.2f} to {hi:.2f}"
+            rows.append({"claim": f"{variant.label}: R / R(reference) at {exposures} exposures", "paper": quoted,
+                         "lab": lab, "expect": (lo, hi), "note": f"reproduces when {band}"})
+    return rows
+
+
+def grid_table(configs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (variant, exposures) of a grid: the variant's knobs, P (all, non-embedding, active),
+    N, the data's information against 2 bits × P, and the recipe (batch, lr, optimizer steps, seeds)."""
+    from labkit.data.registry import make_dataset
+    from labkit.experiments.models import param_count
+    from labkit.train import steps_per_exposure
+
+    rows, counted = {}, {}
+    for config in configs:
+        key = (config["variant"], config["exposures"])
+        if key in rows:
+            rows[key]["seeds"] += f", {config['seed']}" if str(config["seed"]) not in rows[key]["seeds"] else ""
+            continue
+        if config["variant"] not in counted:
+            dataset = make_dataset(config)
+            counted[config["variant"]] = (param_count(config, dataset), dataset.information_bits())
+        count, bits = counted[config["variant"]]
+        knobs = ", ".join(f"{k}={v}" for k, v in config.get("model_overrides", {}).items()) or "—"
+        rows[key] = {"variant": config["variant"], "knobs": knobs, "exposures": config["exposures"],
+                     "params": count.total, "non_embedding": count.non_embedding, "active_params": count.active,
+                     "N": config["N"], "information / 2P": bits / (2 * count.total),
+                     "batch_size": config["batch_size"], "lr": config["lr"],
+                     "steps": config["exposures"] * steps_per_exposure(int(config["N"]), int(config["batch_size"])),
+                     "seeds": str(config["seed"])}
+    return pd.DataFrame(list(rows.values()))
 
 
 def precomputed() -> dict[str, Any] | None:
@@ -338,6 +416,17 @@ def precomputed_runs(path=PRECOMPUTED) -> pd.DataFrame | None:
     """A committed results file (default: cpu-full) as a :func:`runs_table`, or None when absent."""
     results = load_results(path)
     return runs_table(results["records"]) if results and results["records"] else None
+
+
+def provenance_view(results: Mapping[str, Any] | None, profile: str = "cpu-full") -> Table:
+    """A results file's provenance as chapter 2 shows it (``capacity.provenance_view``)."""
+    return capacity.provenance_view(results, NAME, profile)
+
+
+def checks_view(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """:func:`checks` rows as a table: the check, the lab's number and whether it holds."""
+    return table([{"check": r["check"], "lab": "—" if r["lab"] is None else f"{r['lab']:.2f}",
+                   "holds": "yes" if r["holds"] else "NO"} for r in rows], columns=["check", "lab", "holds"])
 
 
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -354,13 +443,25 @@ RATIO_COLUMNS = {"label": "variant", "exposures": "exposures", "params": "P", "a
                  "ratio": "R / R(ref)", "paper": "paper R / R(ref)"}
 _FORMATS = {"params": ",.0f", "active_params": ",.0f", "N": ",.0f", "R": ".2f", "R_nonembedding": ".2f",
             "R_active": ".2f", "ratio": ".2f", "R before": ".2f", "R after": ".2f", "ratio min": ".2f",
-            "ratio max": ".2f", "R at best": ".2f", "best lr": ".3g"}
+            "ratio max": ".2f", "R at best": ".2f", "best lr": ".3g", "non_embedding": ",d",
+            "information / 2P": ".2f", "lr": ".3g", "steps": ",d"}
 
 
 def _view(rows: pd.DataFrame, columns: Mapping[str, str] | None = None, **kwargs: Any) -> Table:
     keys = columns if columns is not None else list(rows.columns)
     formats = {key: fmt for key, fmt in _FORMATS.items() if key in keys}
     return table(rows, columns=columns, formats=formats, **kwargs)
+
+
+GRID_COLUMNS = {"variant": "variant", "knobs": "knobs", "exposures": "exposures", "params": "P",
+                "non_embedding": "P non-emb", "active_params": "P active", "N": "N",
+                "information / 2P": "information / 2P", "batch_size": "batch", "lr": "lr", "steps": "steps",
+                "seeds": "seeds"}
+
+
+def grid_view(configs: Iterable[Mapping[str, Any]]) -> Table:
+    """:func:`grid_table` as chapter 4 shows it."""
+    return _view(grid_table(configs), GRID_COLUMNS)
 
 
 def ratios_view(ratios_: pd.DataFrame) -> Table:

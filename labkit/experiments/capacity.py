@@ -411,9 +411,10 @@ def peaks_view(peaks_by_run: Mapping[str, pd.DataFrame | None]) -> Table:
     return table(paper_table(present).reset_index(), index="exposures")
 
 
-def provenance_view(results: Mapping[str, Any] | None) -> Table:
+def provenance_view(results: Mapping[str, Any] | None, experiment: str = NAME, profile: str = "cpu-full") -> Table:
     """A results file's provenance (command, commit, date, machine, wall time...), one row per field;
-    None (the file is absent): one row saying so, and the command that makes it."""
+    None (the file is absent): one row saying so, and the command that makes it (``experiment`` at
+    ``profile``)."""
     def shown(value: Any) -> str:
         if isinstance(value, list | tuple):
             return ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
@@ -421,7 +422,7 @@ def provenance_view(results: Mapping[str, Any] | None) -> Table:
 
     if results is None:
         return table([{"field": "results", "value": "absent on this checkout; regenerate them with "
-                       + regenerate_command(NAME, "cpu-full")}])
+                       + regenerate_command(experiment, profile)}])
     meta = results["provenance"]
     return table([{"field": key, "value": shown(meta[key])} for key in sorted(meta)])
 
