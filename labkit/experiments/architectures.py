@@ -94,6 +94,12 @@ LR_FACTOR: dict[int, dict[str, float]] = {
     100: {"gelu": 1.0, "gated": 3.0, "no_mlp": 3.0, "moe": 1.0, "fixed_attention": 9.0},
     1000: {"gelu": 1.0, "gated": 1.0, "no_mlp": 1.0, "moe": 1 / 3, "fixed_attention": 1.0},
 }
+#: At cpu-full scale: the GELU and gated families' rates as ``lr-search-cpu-full`` measured them (width
+#: 16; results/architectures_lr_search_cpu_full.json), the other families' multiples from quick scale.
+LR_FACTOR_CPU_FULL: dict[int, dict[str, float]] = {
+    100: {**LR_FACTOR[100], "gated": 1.0},
+    1000: {**LR_FACTOR[1000], "gated": 1 / 3},
+}
 _ONES = {e: {f: 1.0 for f in FAMILIES} for e in (100, 1000)}
 
 
@@ -184,7 +190,8 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                                           lr_factor=_ONES, lr_factors=(1 / 3, 1.0, 3.0, 9.0))),
     "cpu-full": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 8, "D": 256, "T": 256, "name_pools": (100, 100)},
                                          d_model=16, variants=_ALL, batch_size={100: 32, 1000: 128},
-                                         lr={100: 3e-3, 1000: 5e-3}, factor=2.5, paired_seeds=2),
+                                         lr={100: 9e-3, 1000: 4.5e-2}, lr_factor=LR_FACTOR_CPU_FULL, factor=2.5,
+                                         paired_seeds=2),
                        expect=dict(band_most=(0.8, 1.25), R_reference_min=1.5)),
     "full": derive(QUICK, sizes=dict(data={"kind": "bios", "mode": "fresh"}, model="gpt2", d_model=256, n_layer=4,
                                      n_head=4,
@@ -193,7 +200,8 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                    expect=dict(band_most=(0.85, 1.15), R_reference_min=1.8), run=dict(processes=1)),
 }
 PROFILES["lr-search-cpu-full"] = derive(PROFILES["cpu-full"], sizes=dict(
-    variants=("reference", "gated"), lr_factor=_ONES, lr_factors=(1.0, 3.0, 9.0), paired_seeds=1))
+    variants=("reference", "gated"), lr={100: 3e-3, 1000: 5e-3}, lr_factor=_ONES, lr_factors=(1.0, 3.0, 9.0),
+    paired_seeds=1))
 #: The committed cpu-full results chapter 4 shows next to its own run, and the learning-rate search.
 PRECOMPUTED = results_path(NAME, "cpu-full")
 LR_SEARCH = results_path(NAME, "lr-search")
