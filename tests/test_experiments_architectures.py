@@ -98,7 +98,8 @@ def test_sizes_reject_unknown_variants_and_missing_recipes():
     assert arch.variant_keys(arch.PROFILES["full"].sizes, "gated")["model"] == "gpt2"
     with pytest.raises(ValueError, match="batch_size.*every exposure budget"):
         arch.Sizes(exposures=(100, 300))
-    with pytest.raises(ValueError, match="profile='huge' is not valid.*smoke, quick, cpu-full, full, lr-search, lr-search-cpu-full"):
+    allowed = "smoke, quick, cpu-full, full, lr-search, lr-search-cpu-full"
+    with pytest.raises(ValueError, match=f"profile='huge' is not valid.*{allowed}"):
         base.select(arch.PROFILES, "huge", "04_architecture_capacity")
 
 
@@ -110,7 +111,7 @@ def test_ratios_divide_seed_means_by_the_reference_and_carry_the_spread_and_pape
     assert arch.ratio_at(ratios, "moe", 100) is None
     gated = ratios[(ratios.variant == "gated") & (ratios.exposures == 100)].iloc[0]
     assert (gated.n_seeds, gated.ratio_min, gated.ratio_max) == (2, pytest.approx(0.75), pytest.approx(0.79))
-    assert gated.paper == "≈ 1/1.3"
+    assert gated.paper == "≈ 1/1.3" and gated.ratio_nonembedding == pytest.approx(gated.ratio)  # R_ne = 2R here
     moe = ratios[ratios.variant == "moe"].iloc[0]
     assert moe.R_active == pytest.approx(1.5 * 4000 / 1600) and moe.active_params == 1600
 
@@ -142,6 +143,13 @@ def test_checks_pass_a_healthy_sweep_and_fail_a_broken_variant():
         _record("no_mlp", 100, 0.4, params=600), _record("no_mlp", 1000, 2.0, params=600)]
     failed = [r["check"] for r in arch.checks(arch.ratios(arch.runs_table(flat)), expect) if not r["holds"]]
     assert failed[-1] == "no_mlp: ratio at 100 exposures ≥ 0.05 below its ratio at 1000"
+    # MoE: checked against its ceiling where the profile sets one; exempt variants leave the band check
+    strict = dataclasses.replace(expect, moe_max=0.7, exempt=("gated",))
+    rows = arch.checks(arch.ratios(arch.runs_table(broken)), strict)
+    assert [r["check"] for r in rows if not r["holds"]] == [
+        "max |ln ρ| over variants: 100 exposures ≥ 1000 exposures + 0.1",
+        "moe: R / R(reference) at 1000 exposures ≤ 0.7"]
+    assert not any(r["check"].startswith("gated") for r in rows)
     quick = arch.checks(arch.ratios(arch.runs_table(flat)), arch.PROFILES["quick"].expect)
     assert not any(r["check"].startswith("no_mlp: ratio") for r in quick)
 
@@ -179,3 +187,15 @@ def test_a_variant_trains_the_model_it_names():
     groups = {v: r["param_groups"] for v, r in results.items()}
     assert groups["no_mlp"]["mlp"] == 0 < groups["reference"]["mlp"]
     assert all(r["bits"] >= 0 and r["steps"] > 0 for r in results.values())
+
+
+def test_committed_cpu_full_results_are_todays_grid_and_pass_their_checks():
+    results = arch.precomputed()
+    if results is None:
+        pytest.skip("results/architectures_cpu_full.json is absent")
+    from labkit.sweep import canonical_json
+
+    grid = arch.grid(arch.PROFILES["cpu-full"].sizes, (0,))
+    assert sorted(canonical_json(r["config"]) for r in results["records"]) == sorted(map(canonical_json, grid))
+    rows = arch.checks(arch.ratios(arch.precomputed_runs()), arch.PROFILES["cpu-full"].expect)
+    assert len(rows) >= 6 and all(r["holds"] for r in rows), rows
