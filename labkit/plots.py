@@ -379,11 +379,13 @@ def grouped_bars(
     hlines: Mapping[str, float] | None = None,
     text_format: str = ".2f",
     height: int = 420,
+    ranges: Mapping[str, Sequence[tuple[float, float] | None]] | None = None,
 ) -> go.Figure:
     """Bars grouped by category (e.g. exposures), one bar per series (e.g. paper, quick run,
     precomputed run), each labelled with its value; ``None`` leaves a gap (a missing measurement) and a
     series with no values at all is left out. ``hlines``: label → y of horizontal reference lines, named
-    in the legend (:func:`reference_lines`)."""
+    in the legend (:func:`reference_lines`). ``ranges``: series name → one ``(low, high)`` per category
+    (None: no bar), drawn as an error bar from low to high (e.g. the spread over seeds)."""
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> values (one per category)")
     cats = [str(c) for c in categories]
@@ -396,9 +398,19 @@ def grouped_bars(
         if all(v is None for v in values):
             continue
         top = max([top, *(float(v) for v in values if v is not None)])
+        spread = list((ranges or {}).get(name, [None] * len(cats)))
+        if len(spread) != len(cats):
+            raise ValueError(f"ranges {name!r} has {len(spread)} values for {len(cats)} categories")
+        error = None
+        if any(r is not None and v is not None for r, v in zip(spread, values, strict=True)):
+            top = max([top, *(float(r[1]) for r in spread if r is not None)])
+            pairs = list(zip(spread, values, strict=True))
+            error = dict(type="data", symmetric=False, thickness=1.2, width=3,
+                         array=[None if r is None or v is None else r[1] - v for r, v in pairs],
+                         arrayminus=[None if r is None or v is None else v - r[0] for r, v in pairs])
         fig.add_trace(go.Bar(x=cats, y=values, name=name, marker_color=_PALETTE[k % len(_PALETTE)],
                              text=[None if v is None else format(v, text_format) for v in values],
-                             textposition="outside", textfont=dict(size=10), cliponaxis=False))
+                             textposition="outside", textfont=dict(size=10), cliponaxis=False, error_y=error))
     if top > 0:  # room above the tallest bar for its label
         fig.update_yaxes(range=[0, 1.15 * top])
     fig.update_layout(title=_title(title), barmode="group", xaxis_title=x_title, yaxis_title=y_title,

@@ -71,3 +71,13 @@ def test_curves_take_their_own_x_and_reference_lines():
     assert fig.data[2].name == "plateau" and list(fig.data[2].y) == [2.5, 2.5] and fig.layout.xaxis2.type == "linear"
     with pytest.raises(ValueError, match="series is empty"):
         plots.curves({})
+
+
+def test_grouped_bars_draw_ranges_as_asymmetric_error_bars():
+    fig = plots.grouped_bars(["a", "b"], {"lab": [1.0, 2.0], "paper": [1.5, None]},
+                             ranges={"lab": [(0.5, 1.25), None]})
+    error = fig.data[0].error_y
+    assert list(error.array) == [0.25, None] and list(error.arrayminus) == [0.5, None] and not error.symmetric
+    assert fig.data[1].error_y.array is None  # a series without ranges has no error bars
+    with pytest.raises(ValueError, match="ranges 'lab' has 1 values for 2 categories"):
+        plots.grouped_bars(["a", "b"], {"lab": [1.0, 2.0]}, ranges={"lab": [(0.5, 1.5)]})

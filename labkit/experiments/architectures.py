@@ -509,19 +509,31 @@ def lr_view(runs: pd.DataFrame | None) -> Table:
 def figure_ratios(ratios_by_run: Mapping[str, pd.DataFrame | None], *,
                   title: str = "Bits per parameter relative to the reference GPT") -> go.Figure:
     """R(variant) / R(reference) per variant as grouped bars (``plots.grouped_bars``): the paper's ratio
-    and each run's at each exposure budget; a line at 1 (as good as the reference). Variants come in
-    :data:`VARIANTS` order; a run given as None (absent precomputed results) is left out."""
+    and each run's at each exposure budget, with the spread over seeds as an error bar where a variant
+    has several (its lowest and highest seed over the reference's mean); a line at 1 (as good as the
+    reference). Variants come in :data:`VARIANTS` order; a run given as None (absent precomputed
+    results) is left out."""
     from labkit import plots
 
     present = {label: r for label, r in ratios_by_run.items() if r is not None and len(r)}
     names = [v for v in VARIANTS if any(v in set(r.variant) for r in present.values())]
     levels = sorted({int(e) for r in present.values() for e in r.exposures})
     series: dict[str, list[float | None]] = {}
+    spreads: dict[str, list[tuple[float, float] | None]] = {}
+
+    def spread(r: pd.DataFrame, v: str, e: int) -> tuple[float, float] | None:
+        row = r[(r.variant == v) & (r.exposures == e)]
+        if not len(row) or row.n_seeds.iloc[0] < 2:
+            return None
+        return float(row.ratio_min.iloc[0]), float(row.ratio_max.iloc[0])
+
     for e in levels:
         paper = [VARIANTS[v].paper[e][1] if e in VARIANTS[v].paper else None for v in names]
         if any(p is not None for p in paper):
             series[f"paper, {e} exposures"] = paper
         for label, r in present.items():
             series[f"{label}, {e} exposures"] = [ratio_at(r, v, e) for v in names]
+            spreads[f"{label}, {e} exposures"] = [spread(r, v, e) for v in names]
     return plots.grouped_bars([VARIANTS[v].label for v in names], series, title=title, x_title="variant",
-                              y_title="R / R(reference)", hlines={"as the reference": 1.0}, height=480)
+                              y_title="R / R(reference)", hlines={"as the reference": 1.0}, height=520,
+                              ranges=spreads)
