@@ -110,16 +110,24 @@ class BioD(StaticDataset):
         """Position of the first value token of attribute k."""
         return 1 + len(self.name_pools) + k * (1 + self.C * self.L) + 1
 
+    def render(self, names: np.ndarray, chunks: np.ndarray) -> torch.Tensor:
+        """Records of people with ``names`` (n, len(name_pools)) pool indices and ``chunks`` (n, K, C)
+        indices into this dataset's value sets: (n, record_length) token ids. The dataset's own records
+        are ``render(self.names, self.chunks)``; other people in the same format (the junk of
+        ``labkit.data.junk``) come from other arrays."""
+        n, K, CL = len(names), self.K, self.C * self.L
+        offsets = np.array([self.vocab.offset(f"n{i}_") for i in range(len(self.name_pools))], dtype=np.int64)
+        name_ids = names + offsets
+        values = self.value_sets[np.arange(K)[None, :, None], chunks]  # (n, K, C, L)
+        values = values.reshape(n, K, CL) + self.vocab.offset("t")
+        keys = np.broadcast_to(self.vocab.offset("k") + np.arange(K)[None, :, None], (n, K, 1))
+        body = np.concatenate([keys, values], axis=2).reshape(n, K * (1 + CL))
+        tokens = np.concatenate([np.full((n, 1), BOS_ID), name_ids, body, np.full((n, 1), EOS_ID)], axis=1)
+        return torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+
     def _build(self) -> TokenBatch:
         N, K, CL = self.N, self.K, self.C * self.L
-        offsets = np.array([self.vocab.offset(f"n{i}_") for i in range(len(self.name_pools))], dtype=np.int64)
-        name_ids = self.names + offsets
-        values = self.value_sets[np.arange(K)[None, :, None], self.chunks]  # (N, K, C, L)
-        values = values.reshape(N, K, CL) + self.vocab.offset("t")
-        keys = np.broadcast_to(self.vocab.offset("k") + np.arange(K)[None, :, None], (N, K, 1))
-        body = np.concatenate([keys, values], axis=2).reshape(N, K * (1 + CL))
-        tokens = np.concatenate([np.full((N, 1), BOS_ID), name_ids, body, np.full((N, 1), EOS_ID)], axis=1)
-        t = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+        t = self.render(self.names, self.chunks)
 
         def span(start: int, length: int) -> torch.Tensor:
             return torch.tensor([start, start + length], dtype=torch.int64).expand(N, 2).contiguous()

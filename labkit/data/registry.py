@@ -10,6 +10,9 @@ Spec keys by kind (defaults in brackets):
 - ``biod``: ``K, C [1], D, L [1], T, name_pools [400, 400, 1000]`` (bioD of Part 3.3).
 - ``bios``: ``mode ["fresh"]`` (synthetic biographies of Parts 3.1-3.3).
 - ``uniform``: ``S, V, key_base [10]`` (uniformly random key → value libraries).
+- ``biod_junk``: bioD's keys plus ``junk ["fresh"]`` (``none``, ``fresh``, ``repetitive``),
+  ``junk_ratio [7]``, ``domain_token [false]``, ``repetitive_size [16]`` (bioD mixed with junk,
+  ``labkit.data.junk``; ``N`` counts the useful people).
 
 Every kind also reads ``N`` (the number of people or items) and ``data_seed`` (default: ``seed``).
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 from labkit import info
 from labkit.checks import invalid
-from labkit.data import biod, bios, uniform
+from labkit.data import biod, bios, junk, uniform
 from labkit.data.base import TokenDataset
 
 
@@ -46,6 +49,18 @@ def _biod_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
 def _biod(spec: Mapping[str, Any], n: int, seed: int) -> TokenDataset:
     k = _biod_keys(spec)
     return biod.sample(n, k["K"], k["C"], k["D"], k["L"], k["T"], seed=seed, name_pools=tuple(k["name_pools"]))
+
+
+def _junk_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_biod_keys(spec), "data": "biod_junk", "junk": str(spec.get("junk", "fresh")),
+            "junk_ratio": float(spec.get("junk_ratio", 7.0)), "domain_token": bool(spec.get("domain_token", False)),
+            "repetitive_size": int(spec.get("repetitive_size", 16))}
+
+
+def _junk(spec: Mapping[str, Any], n: int, seed: int) -> TokenDataset:
+    k = _junk_keys(spec)
+    return junk.JunkMixture(_biod(spec, n, seed), k["junk"], k["junk_ratio"], k["domain_token"], k["repetitive_size"],
+                            seed=seed)
 
 
 def _bios_context(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
@@ -71,6 +86,12 @@ KINDS: dict[str, DataKind] = {
         max_people=lambda spec: math.prod(_biod_keys(spec)["name_pools"]),
         context=lambda spec, dataset: int(dataset.exposure(0).tokens.shape[1]),
         keys=_biod_keys,
+    ),
+    "biod_junk": DataKind(
+        build=_junk,
+        max_people=lambda spec: math.prod(_biod_keys(spec)["name_pools"]) - 1,  # junk needs an unused name
+        context=lambda spec, dataset: int(dataset.exposure(0).tokens.shape[1]),
+        keys=_junk_keys,
     ),
     "bios": DataKind(
         build=lambda spec, n, seed: bios.BioS(n, seed, mode=spec.get("mode", "fresh")),

@@ -27,6 +27,7 @@ import torch
 
 from labkit import measure
 from labkit.batched import BatchableRun, RunSetup
+from labkit.data.base import TokenDataset
 from labkit.data.biod import BioD
 from labkit.data.registry import data_keys, make_dataset, max_people
 from labkit.experiments.base import (
@@ -108,7 +109,7 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
     "full": derive(QUICK, sizes=dict(data={"kind": "bios", "mode": "fresh"},
                                      models=GPT2Models(shapes=((2, 1), (4, 1), (2, 2), (4, 2))), lr=1e-3,
                                      batch_size=256, weight_decay=0.02, factor=2.5),
-                   expect=dict(R_min=1.8, gap_min=0.5), run=dict(processes=1)),
+                   expect=dict(R_min=1.8, gap_min=0.5), run=dict(processes=1, gpus=1.0)),
 }
 #: The committed cpu-full results that chapter 2 shows next to its own run.
 PRECOMPUTED = results_path(NAME, "cpu-full")
@@ -175,6 +176,12 @@ class CapacityRun(BatchableRun):
         counts = count_params(model, used_tokens=dataset.used_tokens())
         return RunSetup(model, dataset, recipe(config), extra={"counts": counts, "t0": t0})
 
+    def measured(self, dataset: TokenDataset) -> TokenDataset:
+        """The part of the training data whose bits count: all of it, except for a data mixture with
+        junk (``labkit.data.junk``), whose useful records only."""
+        useful = getattr(dataset, "useful", None)
+        return useful() if callable(useful) else dataset
+
     def finish(self, config: dict[str, Any], setup: RunSetup, history: TrainHistory) -> dict[str, Any]:
         """Bits learned of the trained model. Keys: ``bits``, ``R`` (bits / all params, unused embedding
         rows excluded), ``R_nonembedding``, ``params``, ``non_embedding_params``, ``param_groups``,
@@ -182,7 +189,7 @@ class CapacityRun(BatchableRun):
         ``final_loss``, ``wall_time`` (since this run's setup), ``train_time`` (a batch's share when
         trained together), ``steps``, ``tokens_seen``, ``device``, ``threads``, ``history``."""
         counts = setup.extra["counts"]
-        m = measure.bits_learned(setup.model, setup.dataset, device=history.device, params=counts)
+        m = measure.bits_learned(setup.model, self.measured(setup.dataset), device=history.device, params=counts)
         return {
             "bits": m.bits, "R": m.bits_per_param, "R_nonembedding": m.bits_per_nonembedding_param,
             "params": m.params, "non_embedding_params": m.non_embedding_params, "param_groups": counts.as_dict(),
