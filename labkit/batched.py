@@ -551,8 +551,13 @@ class BatchableRun(ABC):
         """The JSON-ready result of a finished run (e.g. bits learned of ``setup.model``)."""
 
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self.run_with_model(config)[0]
+
+    def run_with_model(self, config: dict[str, Any]) -> tuple[dict[str, Any], nn.Module]:
+        """One run, as ``__call__``, and its trained model (``python -m labkit train --save-model``).
+        Inside a process group of several processes ``train`` uses DDP (``labkit.distributed``)."""
         s = self.setup(config)
-        return self.finish(config, s, train(s.model, s.dataset, s.config, progress=False))
+        return self.finish(config, s, train(s.model, s.dataset, s.config, progress=False)), s.model
 
     def shape_key(self, config: dict[str, Any]) -> Hashable | None:
         """What must be equal for runs to train together. Builds the run; override to make it cheaper."""

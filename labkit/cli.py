@@ -1,4 +1,4 @@
-"""``python -m labkit``: rerun a chapter with parameters, list profiles, build the website, run a sweep.
+"""``python -m labkit``: rerun a chapter with parameters, list profiles, build the website, run a sweep or one training.
 
 Only the command line lives here: arguments, and the one-line ``error: ...`` a user sees. The work is
 done by ``labkit.runner`` (papermill runs), ``labkit.site`` (the website), ``labkit.profiles`` and
@@ -51,12 +51,30 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from labkit.experiments import sweep_command
 
+    options = {name: getattr(args, name) for name in ("address", "gpus", "partition", "time", "slurm_config",
+                                                      "slurm_cluster")}
     return sweep_command(args.experiment, profile=args.profile, out=args.out, cache=args.cache,
-                         executor=args.executor, dry_run=args.dry_run)
+                         executor=args.executor, dry_run=args.dry_run, executor_options=options)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from labkit.experiments import train_command
+
+    index = None if args.index is None else _whole("index", args.index)
+    return train_command(args.experiment, profile=args.profile, index=index, config=args.config, cache=args.cache,
+                         save_model=args.save_model, backend=args.backend)
+
+
+def _whole(name: str, text: str) -> int:
+    """A flag's integer, with the lab's one-line error (argparse's own would print the usage too)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not valid; allowed: a whole number") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m labkit`` and its four subcommands."""
+    """The parser of ``python -m labkit`` and its five subcommands."""
     parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a chapter notebook with parameters (papermill)")
@@ -80,9 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--profile", required=True, help="the profile whose grid to run, e.g. quick or cpu-full")
     sweep.add_argument("--out", default=None, help="write the results as JSON to this file (default: the experiment's)")
     sweep.add_argument("--cache", default=None, help="folder of finished runs (default: the experiment's)")
-    sweep.add_argument("--executor", default=None, help="how runs are executed, e.g. serial (default: the profile's)")
-    sweep.add_argument("--dry-run", action="store_true", help="print the grid without running anything")
+    sweep.add_argument("--executor", default=None,
+                       help="how runs are executed: serial, batched, processes, auto, ray, slurm (default: the "
+                            "profile's worker processes)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the grid, its estimated cost (and the sbatch file for slurm) without running")
+    sweep.add_argument("--address", default=None,
+                       help="ray: local (start Ray here; the default), auto (the running cluster) or HOST:PORT")
+    sweep.add_argument("--gpus", default=None, help="ray, slurm: GPUs per run (default: the profile's)")
+    sweep.add_argument("--partition", default=None, help="slurm: the partition to submit to")
+    sweep.add_argument("--time", default=None, help="slurm: time limit per job, minutes or HH:MM:SS (default 60)")
+    sweep.add_argument("--slurm-config", default=None,
+                       help="slurm: a TOML or JSON file of options (partition, time, gpus, cpus, mem_gb, account, "
+                            "qos, setup, ...); flags win over it")
+    sweep.add_argument("--slurm-cluster", default=None,
+                       help="slurm: slurm (sbatch; the default) or local (the same jobs as processes here)")
     sweep.set_defaults(func=_cmd_sweep)
+    train = sub.add_parser("train", help="train one run of an experiment's grid; under torchrun on all its processes "
+                                         "(DistributedDataParallel)")
+    train.add_argument("experiment", help="an experiment of labkit.experiments, e.g. capacity (chapter 2)")
+    train.add_argument("--profile", required=True, help="the profile whose grid holds the run, e.g. full")
+    train.add_argument("--index", default=None, help="the run's position in the grid (as sweep --dry-run lists it)")
+    train.add_argument("--config", default=None, help="the run's config as JSON (instead of --index)")
+    train.add_argument("--cache", default=None, help="folder of finished runs to store the result in "
+                                                     "(default: the experiment's sweep cache)")
+    train.add_argument("--save-model", default=None, help="write the trained weights to this safetensors file")
+    train.add_argument("--backend", default="auto", help="auto (NCCL on GPUs, else gloo), gloo or nccl")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -13,8 +13,9 @@ processes) is ``executor(pending, run_one)``, which must yield one stored record
 in any order, as runs finish. ``run_one`` is a picklable ``RunAndSave`` (when ``run_fn`` is
 picklable) that runs one config and stores its result, so a process-pool executor can simply
 ``yield from pool.imap_unordered(run_one, pending)``; a batching executor may instead train several
-configs at once and store each result with ``save_result``. The sweep itself only collects the records
-(progress bar, checks that none is missing).
+configs at once and store each result with ``save_result``; an executor on a cluster (Ray, Slurm:
+``ray_executor``, ``slurm_executor``) runs units of work remotely and stores what comes back on the
+driver. The sweep itself only collects the records (progress bar, checks that none is missing).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import torch
 
+from labkit.checks import check_int
 from labkit.runtime import atomic_write_bytes
 
 SCHEMA_VERSION = 1
@@ -156,9 +158,8 @@ class RunAndSave:
     results_dir: str | os.PathLike
 
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        result = self.run_fn(dict(config))
-        return save_result(self.results_dir, config, result, time.perf_counter() - t0)
+        ((config, result, seconds),) = compute_unit([config], self.run_fn)
+        return save_result(self.results_dir, config, result, seconds)
 
 
 def serial_executor(
@@ -218,17 +219,35 @@ def _plan(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dic
     return split
 
 
-def _run_unit(unit: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict]:
-    """Run one unit of work and store its results: a single config through run_one, a group through
-    ``run_fn.run_many`` (each record's wall time is the group's divided by its size)."""
-    if len(unit) == 1:
-        return [run_one(unit[0])]
+def compute_unit(unit: list[dict[str, Any]], run_fn: RunFn) -> list[tuple[dict[str, Any], Mapping[str, Any], float]]:
+    """Run one unit of work and return ``(config, result, seconds)`` per config, storing nothing: a single
+    config through ``run_fn``, a group through ``run_fn.run_many`` (each run's seconds are the group's
+    divided by its size). Remote executors run this on a worker and store the results on the driver."""
     t0 = time.perf_counter()
-    results = run_one.run_fn.run_many([dict(c) for c in unit])
+    if len(unit) == 1:
+        return [(unit[0], run_fn(dict(unit[0])), time.perf_counter() - t0)]
+    results = run_fn.run_many([dict(c) for c in unit])
     if len(results) != len(unit):
         raise RuntimeError(f"run_many returned {len(results)} results for {len(unit)} configs")
     share = (time.perf_counter() - t0) / len(unit)
-    return [save_result(run_one.results_dir, c, r, share) for c, r in zip(unit, results, strict=True)]
+    return [(c, r, share) for c, r in zip(unit, results, strict=True)]
+
+
+def _run_unit(unit: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict]:
+    """Run one unit of work and store its results: a single config through run_one, a group through
+    ``compute_unit``."""
+    if len(unit) == 1:
+        return [run_one(unit[0])]
+    return [save_result(run_one.results_dir, c, r, w) for c, r, w in compute_unit(unit, run_one.run_fn)]
+
+
+def _by_cost(plan: list[list[dict[str, Any]]], cost: Callable[[dict[str, Any]], float] | None) -> None:
+    """Order units of work most expensive first (a pool finishes soonest when its longest runs start
+    early): by ``cost`` summed over a unit, else by size; stable, so grid order among equals."""
+    if cost is None:
+        plan.sort(key=len, reverse=True)
+    else:
+        plan.sort(key=lambda unit: sum(cost(c) for c in unit), reverse=True)
 
 
 def batched_executor(max_batch: int = MAX_BATCH) -> Executor:
@@ -345,10 +364,7 @@ def process_executor(workers: int | None = None, threads: int = 1, batch: bool =
         if not shippable(run_one):
             raise ValueError("the run function cannot be sent to worker processes (define it in a module, not a "
                              "notebook cell, and make it picklable) or use executor='batched' / serial_executor")
-        if cost is None:
-            plan.sort(key=len, reverse=True)  # stable: grid order among units of one size
-        else:
-            plan.sort(key=lambda unit: sum(cost(c) for c in unit), reverse=True)
+        _by_cost(plan, cost)
         ctx = _context(start_method, run_one)
         pool = ctx.Pool(min(workers, len(plan)), initializer=_init_worker, initargs=(run_one, threads))
         try:
@@ -381,12 +397,150 @@ def auto_executor(workers: int | None = None, max_batch: int = MAX_BATCH) -> Exe
     return execute
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {
+# --------------------------------------------------------------------------------------------------
+# Executors on distributed engines (labkit.cluster): Ray tasks, Slurm jobs
+#
+# The same units of work as above (single runs, or same-shape groups) run remotely through
+# ``RemoteUnit``, which returns its results instead of storing them; the driver stores each record as it
+# arrives, in the same cache and with the same ``save_result`` as every executor, so workers need no
+# access to the cache and a sweep can move between a cluster and a laptop mid-way.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteUnit:
+    """What a Ray task or a Slurm job runs: one unit of work with ``threads`` torch threads (its CPUs)."""
+
+    run_fn: RunFn
+    threads: int = 1
+
+    def __call__(self, unit: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Mapping[str, Any], float]]:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        from labkit.batched import keep_freed_memory
+
+        keep_freed_memory()
+        return compute_unit(unit, self.run_fn)
+
+
+def _remote(engine: Callable[[RemoteUnit, list[list[dict[str, Any]]], Path], Iterable[tuple[int, list]]],
+            threads: int, batch: bool, max_batch: int, cost: Callable[[dict[str, Any]], float] | None) -> Executor:
+    """An executor that plans units of work (``_plan``, most expensive first), has ``engine(unit_fn,
+    units, results_dir)`` run them remotely and stores every returned result on the driver."""
+
+    def execute(pending: list[dict[str, Any]], run_one: Callable[[dict[str, Any]], dict[str, Any]]):
+        if not isinstance(run_one, RunAndSave):
+            raise ValueError("remote executors need run_sweep's RunAndSave (a run function and a results folder)")
+        plan = _plan(pending, run_one, batch, max_batch)
+        if not plan:
+            return  # everything cached: no need to reach a cluster
+        _by_cost(plan, cost)
+        for _, triples in engine(RemoteUnit(run_one.run_fn, threads), plan, Path(run_one.results_dir)):
+            for config, result, seconds in triples:
+                yield save_result(run_one.results_dir, config, result, seconds)
+
+    return execute
+
+
+def ray_executor(address: str | None = None, gpus: float = 0.0, threads: int = 1, batch: bool = True,
+                 max_batch: int = MAX_BATCH, cost: Callable[[dict[str, Any]], float] | None = None) -> Executor:
+    """An executor running each unit of work (a run, or a group of same-shape runs when ``batch``) as one
+    Ray task of ``threads`` CPUs and ``gpus`` GPUs, on the cluster at ``address`` (``labkit.cluster.
+    ray_session``: None/'local' starts Ray on this machine, 'auto' or HOST:PORT joins a running one).
+
+    Results stream back to this process, which stores each as it arrives; workers need labkit installed
+    but no access to the cache. Ray ships the run function with cloudpickle, so one defined in a notebook
+    cell works too. Checked here, before anything runs: the address (its form, and that a cluster
+    answers there), Ray's install, the numbers.
+    """
+    from labkit import cluster
+
+    cluster.check_ray_address(address)
+    gpus = cluster.check_gpus(gpus)
+    threads = check_int("threads", threads, 1)
+    cluster.check_reachable(address)
+
+    def engine(unit_fn: RemoteUnit, units: list[list[dict[str, Any]]], results_dir: Path):
+        return cluster.ray_map(unit_fn, units, cpus=threads, gpus=gpus, address=address)
+
+    return _remote(engine, threads, batch, max_batch, cost)
+
+
+def slurm_executor(options: Any = None, threads: int = 1, gpus: float = 0.0, batch: bool = True,
+                   max_batch: int = MAX_BATCH, cost: Callable[[dict[str, Any]], float] | None = None) -> Executor:
+    """An executor submitting each unit of work (a run, or a group of same-shape runs when ``batch``) as one
+    Slurm job through submitit, all of them as one job array; ``options``: a ``labkit.cluster.SlurmOptions``
+    (partition, time, GPUs, ...; its ``cluster='local'`` runs the jobs as processes here). CPUs and GPUs
+    per job that the options leave unset come from ``threads`` and ``gpus`` (the profile's).
+
+    Results come back through submitit's folder (default: ``submitit/`` inside the sweep's cache, which
+    the nodes must share) and are stored by this process as jobs finish; keep it running (tmux, or a
+    small CPU job of its own) until the sweep ends. ``execute.sbatch(jobs, folder)`` gives the sbatch
+    file it would submit.
+    """
+    import dataclasses
+
+    from labkit import cluster
+
+    options = cluster.SlurmOptions() if options is None else options
+    if not isinstance(options, cluster.SlurmOptions):
+        raise ValueError(f"options={options!r} is not valid; allowed: a labkit.cluster.SlurmOptions")
+    job_gpus = options.gpus if options.gpus is not None else math.ceil(cluster.check_gpus(gpus))
+    options = dataclasses.replace(options, cpus=options.cpus or check_int("threads", threads, 1), gpus=job_gpus)
+    cluster.require("submitit", "slurm")
+
+    def engine(unit_fn: RemoteUnit, units: list[list[dict[str, Any]]], results_dir: Path):
+        folder = Path(options.folder) if options.folder else results_dir / "submitit"
+        return cluster.slurm_map(unit_fn, units, options, folder)
+
+    execute = _remote(engine, options.cpus, batch, max_batch, cost)
+    execute.sbatch = lambda jobs, folder: cluster.sbatch_script(options, folder, jobs)  # type: ignore[attr-defined]
+    return execute
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
     "serial": lambda: serial_executor,
     "batched": batched_executor,
     "processes": process_executor,
     "auto": auto_executor,
+    "ray": ray_executor,
+    "slurm": slurm_executor,
 }
+#: the command-line options each executor takes (``make_executor``); the others take none
+EXECUTOR_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ray": ("address", "gpus"),
+    "slurm": ("gpus", "partition", "time", "slurm_config", "slurm_cluster"),
+}
+
+
+def make_executor(name: str, options: Mapping[str, Any] | None = None, *, threads: int = 1, gpus: float = 0.0,
+                  cost: Callable[[dict[str, Any]], float] | None = None) -> Executor:
+    """The executor ``name`` of ``EXECUTORS`` with a user's ``options`` (``EXECUTOR_OPTIONS``; None: not
+    given) over a profile's ``threads`` per run, ``gpus`` per run and ``cost``, where the executor uses them.
+
+    Why checked here: every option names the executor it belongs to, so ``--address`` with
+    ``--executor serial`` fails before anything runs instead of being ignored.
+    """
+    if name not in EXECUTORS:
+        raise ValueError(f"executor={name!r} is not valid; allowed: {', '.join(map(repr, EXECUTORS))}")
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    allowed = EXECUTOR_OPTIONS.get(name, ())
+    for key in given:
+        if key not in allowed:
+            owners = [n for n, keys in EXECUTOR_OPTIONS.items() if key in keys]
+            raise ValueError(f"{key} is an option of executor {' or '.join(map(repr, owners)) or 'none'}, not of "
+                             f"executor={name!r}; allowed for {name!r}: {', '.join(allowed) or 'no options'}")
+    if name == "ray":
+        return ray_executor(given.get("address"), given.get("gpus", gpus), threads, cost=cost)
+    if name == "slurm":
+        from labkit.cluster import SlurmOptions
+
+        slurm = SlurmOptions.load(given.get("slurm_config"), partition=given.get("partition"),
+                                  time=given.get("time"), gpus=given.get("gpus"), cluster=given.get("slurm_cluster"))
+        return slurm_executor(slurm, threads, gpus, cost=cost)
+    if name == "processes":
+        return process_executor(threads=threads, cost=cost)
+    return EXECUTORS[name]()
 
 
 def grid_product(**axes: Iterable[Any]) -> list[dict[str, Any]]:
@@ -426,7 +580,8 @@ def run_sweep(
     ``auto_executor``: 1-thread worker processes on a multi-core CPU, same-shape runs of a batchable
     run function trained together), ``"serial"`` (one after the other in this process: for run
     functions with side effects, and bit-identical reruns; batched results equal separate ones only
-    up to float rounding), ``"batched"``, ``"processes"``.
+    up to float rounding), ``"batched"``, ``"processes"``, ``"ray"`` and ``"slurm"`` (their defaults: a
+    local Ray instance, sbatch jobs; ``make_executor`` gives them options).
     """
     from tqdm.auto import tqdm
 

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit import distributed
 from labkit.checkpoint import Checkpointer
 from labkit.checks import check_choice, check_fraction, check_int, check_positive, invalid
 from labkit.data.base import TokenBatch, TokenDataset
@@ -457,6 +458,7 @@ def train(
     progress: bool = True,
     log_every: int | None = None,
     callback: Callable[[int], None] | None = None,
+    ddp: bool | None = None,
     **recipe: Any,
 ) -> TrainHistory:
     """Train ``model`` in place on ``dataset`` with the recipe ``config`` (``recipe``: changes to it,
@@ -471,12 +473,25 @@ def train(
     loaded and training continues from its step, to bit-identical final weights on the CPU; a finished
     run returns at once. Other settings raise ValueError, an untrustworthy checkpoint CheckpointError.
     ``callback(step)`` runs after every optimizer step (evaluations during training, interrupts in tests).
+
+    Several processes (``labkit.distributed``): inside a process group of more than one process (e.g.
+    under ``torchrun``, after ``labkit.distributed.init()``) the model trains with DistributedDataParallel,
+    each process computing its slice of every minibatch: the same global batch, and up to float
+    rounding the same weights, as one process; only rank 0 shows progress and writes checkpoints.
+    ``ddp``: None (the default) uses DDP exactly then; False never.
     """
     config = TrainConfig.of(config, **recipe)
     if checkpoint_every and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir")
+    place = distributed.world()
+    if ddp and place.size == 1:
+        raise ValueError("ddp=True needs a process group of several processes (torchrun, labkit.distributed.init); "
+                         "allowed: None (DDP when there is one), False")
+    use_ddp = place.size > 1 and ddp is not False
     plan = TrainPlan.make(config, dataset.n_items, device, log_every)
     model.to(plan.device)
+    engine = distributed.wrap(model, model_loss, plan.device) if use_ddp else None
+    progress = progress and place.main
     optimizer = make_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     (history,) = plan.histories(1)
@@ -501,11 +516,16 @@ def train(
                 rate = config.lr_at(step, plan.total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = rate
+                weight = 1.0
+                if engine is not None:
+                    x, y, weight = distributed.shard(x, y, place, IGNORE_INDEX)
                 with plan.autocast:
-                    loss = model_loss(model, x, y)
+                    loss = model_loss(model, x, y) if engine is None else engine(x, y) * weight
                 aux = moe_aux_loss(model)
                 optimizer.zero_grad(set_to_none=True)
                 (loss if aux is None else loss + aux).backward()
+                if engine is not None:  # the mean loss of the whole minibatch, as one process logs it
+                    loss = distributed.mean_over_world(loss, place)
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip, foreach=True)
                 optimizer.step()
@@ -517,12 +537,12 @@ def train(
                     bar.set_postfix(loss=f"{means[0]:.4f}", refresh=False)
                 if callback is not None:
                     callback(step)
-                if ckpt is not None and ckpt.due(step, plan.total_steps):
+                if ckpt is not None and place.main and ckpt.due(step, plan.total_steps):
                     ckpt.save(step, model, optimizer, {"elapsed": time.perf_counter() - t0, "log": log.state()})
             log.end_exposure(ex.step_target_counts.sum().reshape(1))
         if restored is None or restored["step"] < plan.total_steps:  # not a finished run loaded from disk
             history.wall_time = time.perf_counter() - t0
-            if ckpt is not None:
+            if ckpt is not None and place.main:
                 ckpt.save(step, model, optimizer, {"elapsed": history.wall_time, "log": log.state()})
     finally:
         bar.close()

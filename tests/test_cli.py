@@ -122,9 +122,18 @@ def test_sweep_passes_every_option(sweep_calls):
     assert cli.main(["sweep", "capacity", "--profile", "cpu-full", "--out", "r.json", "--cache", "c",
                      "--executor", "serial", "--dry-run"]) == 0
     assert cli.main(["sweep", "capacity", "--profile", "quick"]) == 0
+    assert cli.main(["sweep", "capacity", "--profile", "full", "--executor", "slurm", "--gpus", "1",
+                     "--partition", "gpu", "--time", "2:00:00", "--slurm-config", "s.toml", "--slurm-cluster", "local",
+                     "--address", "auto"]) == 0
+    none = dict.fromkeys(("address", "gpus", "partition", "time", "slurm_config", "slurm_cluster"))
     assert sweep_calls == [
-        (("capacity",), dict(profile="cpu-full", out="r.json", cache="c", executor="serial", dry_run=True)),
-        (("capacity",), dict(profile="quick", out=None, cache=None, executor=None, dry_run=False)),
+        (("capacity",), dict(profile="cpu-full", out="r.json", cache="c", executor="serial", dry_run=True,
+                             executor_options=none)),
+        (("capacity",), dict(profile="quick", out=None, cache=None, executor=None, dry_run=False,
+                             executor_options=none)),
+        (("capacity",), dict(profile="full", out=None, cache=None, executor="slurm", dry_run=False,
+                             executor_options=dict(address="auto", gpus="1", partition="gpu", time="2:00:00",
+                                                   slurm_config="s.toml", slurm_cluster="local"))),
     ]
 
 

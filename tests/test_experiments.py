@@ -193,8 +193,9 @@ def test_the_committed_cpu_full_results_match_the_grid_of_their_profile():
 def test_sweep_command_dry_run_prints_the_grid(capsys):
     assert experiments.sweep_command("capacity", profile="smoke", dry_run=True) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all(json.loads(line)["data"] == "biod" for line in lines[:2])
+    assert len(lines) == 4 and all(json.loads(line)["data"] == "biod" for line in lines[:2])
     assert lines[2] == "2 runs of capacity at profile smoke"
+    assert lines[3].startswith("estimate: ") and "GPU-hours" in lines[3]  # labkit.experiments.costs
 
 
 def test_sweep_command_writes_the_combined_file(tmp_path, monkeypatch, capsys):
@@ -205,7 +206,8 @@ def test_sweep_command_writes_the_combined_file(tmp_path, monkeypatch, capsys):
                                      executor="serial") == 0
     data = base.load_results(out)
     assert len(data["records"]) == 1 and data["provenance"]["profile"] == "smoke"
-    assert data["provenance"]["command"].endswith(f"--profile smoke --out {out}")
+    assert data["provenance"]["command"].endswith(f"--profile smoke --out {out} --executor serial")
+    assert data["provenance"]["executor"] == "serial"
     printed = capsys.readouterr().out
     assert "wrote" in printed and "R_nonembedding" in printed
 
@@ -214,7 +216,7 @@ def test_sweep_command_writes_the_combined_file(tmp_path, monkeypatch, capsys):
     (dict(experiment="capacty"), "experiment='capacty' is not valid; allowed: welcome, information, capacity"),
     (dict(experiment="information"), "experiment='information' has no sweep; allowed: capacity, memorization"),
     (dict(experiment="capacity", profile="qiuck"), "profile='qiuck' is not valid for capacity; allowed: smoke"),
-    (dict(experiment="capacity", executor="ray"), "executor='ray' is not valid; allowed: serial"),
+    (dict(experiment="capacity", executor="rayy"), "executor='rayy' is not valid; allowed: 'serial'"),
 ])
 def test_sweep_command_errors_name_the_parameter(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

@@ -95,7 +95,15 @@ def test_sizes_reject_unknown_variants_and_missing_recipes():
         arch.Sizes(model="gpt2", d_model=32)
     with pytest.raises(ValueError, match="model='llama' is not valid"):
         arch.Sizes(model="llama")
-    assert arch.variant_keys(arch.PROFILES["full"].sizes, "gated")["model"] == "gpt2"
+    full = arch.PROFILES["full"].sizes
+    assert arch.variant_keys(full, "gated")["model"] == "gpt2"
+    from labkit.data.registry import make_dataset
+    from labkit.experiments.models import model_config
+
+    dataset = make_dataset({"data": "biod", "K": 2, "D": 8, "T": 8, "name_pools": [6, 6], "N": 10})
+    for name in full.variants:  # every full variant is a valid GPT2-ℓ-h
+        Transformer(model_config(arch.variant_keys(full, name), dataset))
+    assert arch.variant_keys(full, "uniform_attention")["model_overrides"]["pos"] == "absolute"
     with pytest.raises(ValueError, match="batch_size.*every exposure budget"):
         arch.Sizes(exposures=(100, 300))
     allowed = "smoke, quick, cpu-full, full, lr-search, lr-search-cpu-full"

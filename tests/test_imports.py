@@ -14,8 +14,8 @@ imports are charged to whoever asks for the lazy name (``from labkit import setu
 
 The floors, lowest first (a module may import its own floor and the floors below):
 ``checks io runtime`` → ``tokenizer info`` → ``data.*`` → ``model loss`` → ``train batched measure
-probe freeze quant ntk interop checkpoint`` → ``sweep`` → ``experiments.*`` → ``exercises.* widgets``
-→ ``profiles runner site cli notebook __main__``. ``loss`` shares the model's floor because
+probe freeze quant ntk interop checkpoint distributed`` → ``sweep cluster`` → ``experiments.*`` →
+``exercises.* widgets`` → ``profiles runner site cli notebook __main__``. ``loss`` shares the model's floor because
 ``Transformer.loss`` is the fused loss (it imports torch only). ``plots`` and ``tables`` are view
 helpers any floor may use: they import no labkit module but ``checks`` and ``io``.
 """
@@ -37,8 +37,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("tokenizer", "info"),
     ("data", "data.*"),
     ("model", "loss"),
-    ("train", "batched", "measure", "probe", "freeze", "quant", "ntk", "interop", "checkpoint"),
-    ("sweep",),
+    ("train", "batched", "measure", "probe", "freeze", "quant", "ntk", "interop", "checkpoint", "distributed"),
+    ("sweep", "cluster"),
     ("experiments", "experiments.*"),
     ("exercises", "exercises.*", "widgets"),
     ("profiles", "runner", "site", "cli", "notebook", "__main__"),

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 #: experiment name -> (module, the chapter notebook it belongs to)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
@@ -39,39 +41,125 @@ def sweepable() -> list[str]:
     return [name for name in EXPERIMENTS if hasattr(load(name), "grid")]
 
 
+def _grid_of(experiment: str, profile: str):
+    """The experiment's module, chosen profile and whole grid (all the profile's seeds)."""
+    from labkit.experiments import base
+
+    module = load(experiment)
+    if not hasattr(module, "grid"):
+        raise ValueError(f"experiment={experiment!r} has no sweep; allowed: {', '.join(sweepable())}")
+    chosen = base.select(module.PROFILES, profile, experiment)
+    return module, chosen, module.grid(chosen.sizes, chosen.sizes.seeds if hasattr(chosen.sizes, "seeds") else (0,))
+
+
+def sweep_cost(experiment: str, profile: str = "full", utilisation: float | None = None):
+    """The estimated cost (``labkit.experiments.costs.Cost``: runs, training FLOPs, GPU-hours at a stated
+    utilisation) of ``python -m labkit sweep EXPERIMENT --profile PROFILE``, all its seeds."""
+    from labkit.experiments import costs
+
+    module, _, grid = _grid_of(experiment, profile)
+    return costs.grid_cost(grid, getattr(module, "trained_records", None),
+                           costs.UTILISATION if utilisation is None else utilisation)
+
+
 def sweep_command(experiment: str, profile: str = "cpu-full", out: str | None = None, cache: str | None = None,
-                  executor: str | None = None, dry_run: bool = False) -> int:
+                  executor: str | None = None, dry_run: bool = False,
+                  executor_options: Mapping[str, Any] | None = None) -> int:
     """``python -m labkit sweep EXPERIMENT``: run a profile's whole grid (all its seeds, resumable from
     the per-run cache) and write the combined results file with its provenance.
 
     Default ``out``: ``results/<experiment>_<profile>.json``; default ``cache``:
     ``_build/sweeps/<experiment>/<profile>``; ``executor``: a ``labkit.sweep`` executor name (default:
-    the profile's worker processes). ``dry_run`` prints the grid and writes nothing.
+    the profile's worker processes), ``executor_options`` its options (``labkit.sweep.make_executor``:
+    a Ray address, GPUs per run, Slurm settings). ``dry_run`` prints the grid, its estimated cost (and,
+    for Slurm, the sbatch file) and writes nothing; options are checked either way, before any run.
     """
-    from labkit.experiments import base
-    from labkit.sweep import EXECUTORS, canonical_json
+    from labkit.experiments import base, costs
+    from labkit.sweep import canonical_json, make_executor
 
-    module = load(experiment)
-    if not hasattr(module, "grid"):
-        raise ValueError(f"experiment={experiment!r} has no sweep; allowed: {', '.join(sweepable())}")
-    if executor is not None and executor not in EXECUTORS:
-        raise ValueError(f"executor={executor!r} is not valid; allowed: {', '.join(EXECUTORS)}")
-    chosen = base.select(module.PROFILES, profile, experiment)
-    grid = module.grid(chosen.sizes, chosen.sizes.seeds if hasattr(chosen.sizes, "seeds") else (0,))
+    module, chosen, grid = _grid_of(experiment, profile)
+    options = {k: v for k, v in (executor_options or {}).items() if v is not None}
+    if options and executor is None:
+        raise ValueError(f"{sorted(options)[0]} needs an executor; allowed: --executor ray or slurm")
+    chosen_executor = None if executor is None else make_executor(
+        executor, options, threads=chosen.run.threads, gpus=chosen.run.gpus, cost=module.cost)
+    out_path = Path(out) if out else base.results_path(experiment, profile)
+    cache_dir = Path(cache) if cache else base.CACHE_DIR / experiment / profile
     for config in grid:
         print(canonical_json(config))
     print(f"{len(grid)} runs of {experiment} at profile {profile}")
     if dry_run:
+        print(costs.grid_cost(grid, getattr(module, "trained_records", None)).line())
+        if hasattr(chosen_executor, "sbatch"):
+            print(f"sbatch file of the job array (at most {len(grid)} jobs):")
+            print(chosen_executor.sbatch(len(grid), cache_dir / "submitit"))
         return 0
-    out_path = Path(out) if out else base.results_path(experiment, profile)
-    cache_dir = Path(cache) if cache else base.CACHE_DIR / experiment / profile
     t0 = time.perf_counter()
-    report = base.run_grid(grid, module.run, chosen.run, cache_dir, executor=executor, cost=module.cost)
-    command = base.regenerate_command(experiment, profile, out)
-    meta = base.provenance(module.CHAPTER, profile, command, time.perf_counter() - t0, chosen.run)
+    report = base.run_grid(grid, module.run, chosen.run, cache_dir, executor=chosen_executor, cost=module.cost)
+    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in options.items())
+    command = base.regenerate_command(experiment, profile, out) + (f" --executor {executor}{flags}" if executor else "")
+    meta = base.provenance(module.CHAPTER, profile, command, time.perf_counter() - t0, chosen.run, executor)
     path = base.save_results(out_path, report.records, meta)
     summary = getattr(module, "summary_table", None)
     if summary is not None:
         print(summary(report.records).to_string())
     print(f"wrote {path} ({report.ran} runs, {report.reused} reused, {report.wall_time:.0f} s)")
+    return 0
+
+
+def train_command(experiment: str, profile: str = "full", index: int | None = None, config: str | None = None,
+                  cache: str | None = None, save_model: str | None = None, backend: str = "auto") -> int:
+    """``python -m labkit train EXPERIMENT``: one run of a profile's grid, here or, under ``torchrun
+    --nproc_per_node=N``, on N processes that train its model together (DistributedDataParallel,
+    ``labkit.distributed``: gloo on CPUs, NCCL on GPUs with ``backend="auto"``).
+
+    The run: ``index`` (its line in ``sweep --dry-run``'s list, from 0) or ``config`` (a JSON object, e.g.
+    such a line). Rank 0 stores the result in the sweep's cache (default ``_build/sweeps/<experiment>/
+    <profile>``, so a later ``sweep`` of the profile reuses it), prints it, and with ``save_model``
+    writes the trained weights (safetensors; for run functions that keep their model, like chapter 2's).
+    """
+    import json
+
+    from labkit import distributed
+    from labkit.checkpoint import save_weights
+    from labkit.checks import check_choice, check_int
+    from labkit.experiments import base
+    from labkit.sweep import canonical_json, save_result
+
+    module, _, grid = _grid_of(experiment, profile)
+    check_choice("backend", backend, distributed.BACKENDS)
+    if (index is None) == (config is None):
+        raise ValueError("give exactly one of index and config; allowed: --index I (0 to "
+                         f"{len(grid) - 1}, the runs of sweep --dry-run) or --config JSON")
+    if index is not None:
+        chosen = grid[check_int("index", index, 0, len(grid) - 1)]
+    else:
+        try:
+            chosen = json.loads(config)
+        except json.JSONDecodeError:
+            chosen = None
+        if not isinstance(chosen, dict):
+            raise ValueError(f"config={config!r} is not valid; allowed: a JSON object (a line of sweep --dry-run)")
+    if save_model is not None and not hasattr(module.run, "run_with_model"):
+        raise ValueError(f"save_model is not available for experiment={experiment!r}; allowed: experiments whose "
+                         "run function keeps its model (" + ", ".join(
+                             n for n in sweepable() if hasattr(load(n).run, "run_with_model")) + ")")
+    cache_dir = Path(cache) if cache else base.CACHE_DIR / experiment / profile
+    place = distributed.init(backend)
+    try:
+        t0 = time.perf_counter()
+        if save_model is not None:
+            result, model = module.run.run_with_model(dict(chosen))
+        else:
+            result, model = module.run(dict(chosen)), None
+        if place.main:
+            record = save_result(cache_dir, chosen, result, time.perf_counter() - t0)
+            if model is not None:
+                save_weights(model, save_model)
+            scalars = {k: v for k, v in record["result"].items() if not isinstance(v, dict | list)}
+            print(canonical_json(scalars))
+            print(f"trained {canonical_json(chosen)} on {place.size} process(es) in {time.perf_counter() - t0:.1f} s; "
+                  f"stored in {cache_dir}" + (f", weights in {save_model}" if model is not None else ""))
+    finally:
+        distributed.shutdown()
     return 0

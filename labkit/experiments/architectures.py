@@ -222,11 +222,14 @@ LR_SEARCH_CPU_FULL = results_path(NAME, "lr-search-cpu-full")
 
 
 def variant_keys(sizes: Sizes, name: str) -> dict[str, Any]:
-    """The model keys of one variant (``labkit.experiments.models``): the tiny GPT of ``sizes`` with the
-    variant's knobs as ``model_overrides`` (MoE: ``sizes.moe_experts`` experts)."""
+    """The model keys of one variant (``labkit.experiments.models``): the model of ``sizes`` with the
+    variant's knobs as ``model_overrides`` (MoE: ``sizes.moe_experts`` experts; position-only and uniform
+    attention on GPT2-ℓ-h: learned absolute positions, as Part 1's GPT_pos and GPT_uni)."""
     overrides = dict(VARIANTS[name].overrides)
     if "moe_experts" in overrides:
         overrides["moe_experts"] = sizes.moe_experts
+    if sizes.model == "gpt2" and overrides.get("attention", "softmax") != "softmax":
+        overrides["pos"] = "absolute"  # GPT2-ℓ-h is rotary, which acts on q·k scores these kinds do not have
     return {"model": sizes.model, "d_model": sizes.d_model, "n_layer": sizes.n_layer, "n_head": sizes.n_head,
             "variant": name, "model_overrides": overrides}
 

@@ -36,14 +36,19 @@ ExpectT = TypeVar("ExpectT")
 @dataclass(frozen=True)
 class Execution:
     """How a sweep uses the machine: ``processes`` worker processes of ``threads`` torch threads each
-    (two 1-thread workers use a 2-core CPU best for the lab's tiny models; benchmarks/README.md)."""
+    (two 1-thread workers use a 2-core CPU best for the lab's tiny models; benchmarks/README.md); on a
+    cluster (the ``ray`` and ``slurm`` executors) each run asks for ``threads`` CPUs and ``gpus`` GPUs
+    (0: a CPU run; a fraction shares a GPU between Ray tasks)."""
 
     processes: int = 2
     threads: int = 1
+    gpus: float = 0.0
 
     def __post_init__(self) -> None:
         check_int("processes", self.processes, 1)
         check_int("threads", self.threads, 1)
+        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int | float) or not 0 <= self.gpus < 1e6:
+            raise ValueError(f"gpus={self.gpus!r} is not valid; allowed: a number >= 0 (GPUs per run)")
 
 
 @dataclass(frozen=True)
@@ -91,18 +96,23 @@ def as_table_rows(profiles: Mapping[str, Profile]) -> list[dict[str, Any]]:
 
 def run_grid(grid: Sequence[dict[str, Any]], run_fn: Callable[[dict[str, Any]], dict[str, Any]],
              execution: Execution, results_dir: str | os.PathLike | None = None, *, executor: Any = None,
-             cost: Callable[[Mapping[str, Any]], float] | None = None, progress: bool = True, prefix: str = "sweep"):
+             cost: Callable[[Mapping[str, Any]], float] | None = None, progress: bool = True, prefix: str = "sweep",
+             executor_options: Mapping[str, Any] | None = None):
     """Run a chapter's grid through ``labkit.sweep.run_sweep``: a progress bar, one JSON file per run.
 
     ``results_dir`` None: a fresh temporary folder (everything runs); a folder: runs already stored
     there are reused, so an interrupted chapter resumes. ``executor`` (a name of ``labkit.sweep``'s
-    executors or an executor) overrides the profile's worker processes.
+    executors, e.g. ``"ray"``, or an executor) overrides the profile's worker processes; a name gets
+    the profile's threads and GPUs per run and ``executor_options`` (``labkit.sweep.make_executor``).
     """
-    from labkit.sweep import process_executor, run_sweep
+    from labkit.sweep import make_executor, process_executor, run_sweep
 
     folder = Path(results_dir) if results_dir else Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     if executor is None:
         executor = process_executor(workers=execution.processes, threads=execution.threads, batch=True, cost=cost)
+    elif isinstance(executor, str):
+        executor = make_executor(executor, executor_options, threads=execution.threads, gpus=execution.gpus,
+                                 cost=cost)
     return run_sweep(grid, run_fn, folder, executor=executor, progress=progress)
 
 
@@ -133,13 +143,16 @@ def _git_commit() -> str | None:
         return None
 
 
-def provenance(chapter: str, profile: str, command: str, wall_time: float, execution: Execution) -> dict[str, Any]:
-    """Where and how a results file was made (printed by the chapter beside the results)."""
+def provenance(chapter: str, profile: str, command: str, wall_time: float, execution: Execution,
+               executor: str | None = None) -> dict[str, Any]:
+    """Where and how a results file was made (printed by the chapter beside the results); ``executor``:
+    the sweep executor's name when one was chosen (None: the profile's worker processes)."""
     import torch
 
     import labkit
 
     return {"chapter": chapter, "profile": profile, "command": command, "wall_time_s": round(wall_time, 1),
+            "executor": executor or "processes (the profile's)",
             "processes": execution.processes, "threads_per_process": execution.threads,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": _git_commit(),
             "labkit": labkit.__version__, "torch": torch.__version__, "python": platform.python_version(),

@@ -95,7 +95,7 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
     "full": derive(QUICK, sizes=dict(datasets=("uniform", "biod"), models=TinyModels(widths=(8, 12, 16, 24)),
                                      biod_name_pools=(40, 40), exposures=3000, lr=2e-2, start=32, max_size=16384,
                                      tolerance=0.1, mac_bits_per_param=(1.5, 2.0, 4.0, 8.0)),
-                   expect=dict(mac_over_mls=(0.1, 2.0))),
+                   expect=dict(mac_over_mls=(0.1, 2.0)), run=dict(gpus=0.25)),  # tiny models: 4 per GPU on Ray
 }
 #: The committed cpu-full results that chapter 3 shows next to its own run (absent until regenerated).
 PRECOMPUTED = results_path(NAME, "cpu-full")
@@ -179,6 +179,20 @@ def cost(config: Mapping[str, Any]) -> float:
     start size (it trains ~6-9 libraries, growing from there)."""
     items = config.get("n_items") or 16 * int(config.get("start", 16))
     return float(items) * float(config.get("exposures", 1)) * float(config.get("d_model", 1)) ** 2
+
+
+def trained_records(config: Mapping[str, Any]) -> float:
+    """Records (items × exposures) a run trains on, for ``labkit.experiments.costs``: a MAC run, its
+    library; an MLS search, about (3 + log2(1 / tolerance)) libraries of the size it will find (doubling
+    from ``start`` sums to about 3 × MLS, each bisection step trains about one more), that size taken as
+    the library that holds 2 bits per parameter (an estimate: MLS is what the search measures)."""
+    exposures = float(config.get("exposures", 1))
+    if config.get("method") != "mls":
+        return float(config.get("n_items", 0)) * exposures
+    sample = make_dataset(config, 100)
+    per_item = sample.information_bits() / 100
+    mls = min(float(config["max_size"]), 2.0 * param_count(config, sample).total / per_item)
+    return (3 + math.log2(1 / float(config.get("tolerance", 0.5)))) * mls * exposures
 
 
 def sweep(profile: Profile[Sizes, Expect], seed: int = 0, results_dir: str | None = None, **kwargs: Any):
