@@ -87,3 +87,16 @@ def test_smoke_runs_measure_the_useful_records_only():
         assert result["information_bits"] == results["clean"]["information_bits"]  # the useful data's
         assert 0 <= result["bits"] <= result["information_bits"]
     assert results["fresh"]["steps"] > 3 * results["clean"]["steps"]  # 3:1 junk: 4x the records per exposure
+
+
+def test_committed_cpu_full_results_are_todays_grid_and_pass_their_checks():
+    results = junk.precomputed()
+    if results is None:
+        pytest.skip("results/junk_cpu_full.json is absent")
+    from labkit.sweep import canonical_json
+
+    grid = junk.grid(junk.PROFILES["cpu-full"].sizes, (0,))
+    assert sorted(canonical_json(r["config"]) for r in results["records"]) == sorted(map(canonical_json, grid))
+    runs = junk.precomputed_runs()
+    rows = junk.checks(junk.factors(runs), runs, junk.PROFILES["cpu-full"].expect)
+    assert len(rows) == 4 and all(r["holds"] for r in rows), rows

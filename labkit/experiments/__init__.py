@@ -24,6 +24,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "capacity": ("labkit.experiments.capacity", "02_capacity_scaling_law"),
     "memorization": ("labkit.experiments.memorization", "03_mls_vs_mac"),
     "architectures": ("labkit.experiments.architectures", "04_architecture_capacity"),
+    "junk": ("labkit.experiments.junk", "07_junk_data"),
     "ntk": ("labkit.experiments.ntk", "12_ntk_appendix"),
 }
 CHAPTERS: dict[str, str] = {chapter: name for name, (_, chapter) in EXPERIMENTS.items()}
