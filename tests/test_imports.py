@@ -37,7 +37,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("tokenizer", "info"),
     ("data", "data.*"),
     ("model", "loss"),
-    ("train", "batched", "measure", "probe", "freeze", "quant", "ntk", "interop", "checkpoint", "distributed"),
+    ("train", "batched", "measure", "probe", "ablate", "freeze", "quant", "ntk", "interop", "checkpoint", "distributed"),
     ("sweep", "cluster"),
     ("experiments", "experiments.*"),
     ("exercises", "exercises.*", "widgets"),
