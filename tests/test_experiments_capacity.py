@@ -100,7 +100,7 @@ def test_display_tables_are_lab_tables_with_fixed_formats():
     seeds = _runs(*LINEAR, _record(1000, 8, 1.0, 1000, seed=1))
     assert list(capacity.runs_view(seeds).columns)[:3] == ["exposures", "d", "seed"]
     sizes = capacity.sizes_view(seeds)
-    assert list(sizes.columns) == ["exposures", "d", "P", "N", "R", "R non-emb", "seeds"]
+    assert list(sizes.columns) == ["exposures", "d", "P", "N", "R", "R min", "R max", "R non-emb", "seeds"]
     assert list(sizes.R) == pytest.approx([0.3, 0.3, 1.5, 2.0]) and list(sizes.seeds) == [1, 1, 2, 1]
     assert len(capacity.sizes_view(None)) == 0
 
@@ -170,3 +170,41 @@ def test_figure_loss_curves_name_the_steps_and_draw_the_no_knowledge_plateau():
     assert list(plateau.y) == pytest.approx([expected, expected])
     assert expected == pytest.approx((2 * math.log(6) + 2 * math.log(8)) / (2 + 2 + 2 * 2 - 1))
     assert fig.layout.xaxis.type == "log"
+
+
+def test_recipes_per_exposure_and_the_plateau_sweep_in_the_grid():
+    sizes = capacity.PROFILES["cpu-full"].sizes
+    grid = capacity.grid(sizes, (0, 1))
+    sized = [c for c in grid if "series" not in c]
+    assert {(c["exposures"], c["batch_size"], c["lr"]) for c in sized} == {(100, 32, 9e-3), (1000, 128, 1.5e-2)}
+    plateau = [c for c in grid if c.get("series") == "plateau"]
+    n16 = next(c["N"] for c in sized if c["d_model"] == 16)
+    assert sorted({c["N"] for c in plateau}) == [round(f * n16) for f in (0.25, 0.5, 2.0, 4.0)]
+    assert {c["d_model"] for c in plateau} == {16} and {c["seed"] for c in plateau} == {0}
+    assert all("series" not in c for c in capacity.grid(capacity.PROFILES["quick"].sizes))  # quick hashes unchanged
+
+
+def test_the_plateau_runs_stay_out_of_the_peaks_and_form_their_own_table():
+    records = LINEAR + [_record(1000, 8, 9.0, 1000, N=80), _record(1000, 8, 0.9, 1000, N=5)]
+    for r in records[-2:]:
+        r["config"]["series"] = "plateau"
+    runs = _runs(*records)
+    assert capacity.peaks(runs).at[1000, "R"] == pytest.approx(2.0)  # the R = 9 plateau run is no model size
+    table = capacity.plateau_table(runs)
+    assert list(table[table.exposures == 1000].N) == [5, 20, 80] and list(table.R)[-3:] == [0.9, 2.0, 9.0]
+    assert capacity.plateau_table(_runs(*LINEAR)).empty
+
+
+def test_figure_plateau_and_peak_error_bars():
+    records = LINEAR + [_record(1000, 8, 9.0, 1000, N=80), _record(1000, 8, 2.0, 1000, seed=1)]
+    records[-2]["config"]["series"] = "plateau"
+    runs = _runs(*records)
+    fig = capacity.figure_plateau(runs)
+    assert [t.name.replace("<br>", " ") for t in fig.data][:3] == [
+        "information in the data", "bits learned, 100 exposures", "bits learned, 1000 exposures"]
+    assert list(fig.data[2].x) == [20, 80]
+    with pytest.raises(ValueError, match="no N sweep"):
+        capacity.figure_plateau(_runs(*LINEAR))
+    bars = capacity.figure_peaks({"this run": capacity.peaks(runs)})
+    lab = next(t for t in bars.data if t.name.replace("<br>", " ") == "this run, all params")
+    assert lab.error_y.array[1] == pytest.approx(0.0) and lab.error_y.array[0] is None  # 2 seeds at 1000 only

@@ -71,7 +71,10 @@ class Sizes:
     """What the capacity sweep measures. ``data``: a data spec (``labkit.data.registry``); ``models``:
     the model family and sizes; ``exposures``: the exposure budgets compared; ``factor``: N is chosen so
     the data holds ``factor`` × 2 bits × P (capacity, not data, is the bottleneck); ``seeds``: the seeds
-    of ``python -m labkit sweep capacity`` (a notebook runs its own seed)."""
+    of ``python -m labkit sweep capacity`` (a notebook runs its own seed); ``recipes``: per exposure
+    budget a ``(batch_size, lr)`` replacing the shared ones (fewer exposures need a smaller batch for
+    enough optimizer steps); ``plateau_width`` / ``plateau_factors``: the N sweep at one model size
+    (configs of ``series="plateau"`` with N = factor × the sized N), where bits stop growing with N."""
 
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "biod", "K": 8, "D": 64, "T": 64,
                                                           "name_pools": (30, 30)})
@@ -82,6 +85,9 @@ class Sizes:
     weight_decay: float = 0.05
     factor: float = 1.5
     seeds: tuple[int, ...] = (0, 1)
+    recipes: dict[int, tuple[int, float]] = field(default_factory=dict)
+    plateau_width: int = 0
+    plateau_factors: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,9 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                     expect=dict(R_min=0.1, gap_min=0.1), run=dict(processes=1)),
     "quick": QUICK,
     "cpu-full": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 8, "D": 256, "T": 256, "name_pools": (100, 100)},
-                                         models=TinyModels(widths=(16, 24, 32, 40)), lr=5e-3, factor=2.5,
-                                         seeds=(0,)),
+                                         models=TinyModels(widths=(16, 24, 32, 40)), lr=1.5e-2, factor=2.5,
+                                         seeds=(0, 1), recipes={100: (32, 9e-3)}, plateau_width=16,
+                                         plateau_factors=(0.25, 0.5, 2.0, 4.0)),
                        expect=dict(R_min=1.8, gap_min=0.5)),
     "full": derive(QUICK, sizes=dict(data={"kind": "bios", "mode": "fresh"},
                                      models=GPT2Models(shapes=((2, 1), (4, 1), (2, 2), (4, 2))), lr=1e-3,
@@ -147,10 +154,16 @@ def grid(sizes: Sizes, seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
     for model in sizes.models.keys():
         base = {**data_keys(sizes.data), **model}
         n = people_for_capacity(base, sizes.factor)
+        plateau = [f for f in sizes.plateau_factors if f != 1.0] if model["d_model"] == sizes.plateau_width else []
         for exposures in sizes.exposures:
+            batch, lr = sizes.recipes.get(exposures, (sizes.batch_size, sizes.lr))
+            run = {"exposures": int(exposures), "batch_size": int(batch), "lr": float(lr),
+                   "weight_decay": float(sizes.weight_decay)}
             for seed in seeds:
-                configs.append({**base, "N": n, "exposures": int(exposures), "batch_size": sizes.batch_size,
-                                "lr": float(sizes.lr), "weight_decay": float(sizes.weight_decay), "seed": int(seed)})
+                configs.append({**base, "N": n, **run, "seed": int(seed)})
+            for f in plateau:  # one seed: the N sweep reads where bits stop growing, not a spread
+                n_f = max(8, min(max_people(base), round(f * n)))
+                configs.append({**base, "N": n_f, **run, "seed": int(seeds[0]), "series": "plateau"})
     return configs
 
 
@@ -251,6 +264,7 @@ def runs_table(records: Iterable[Mapping[str, Any]], config_keys: Sequence[str] 
         config, result = record["config"], record["result"]
         row = {k: config.get(k) for k in (*config_keys, "model", "d_model", "n_layer", "n_head", "data", "N",
                                           "exposures", "lr", "batch_size", "seed")}
+        row["series"] = config.get("series", "sizes")
         row.update({k: v for k, v in result.items() if not isinstance(v, Mapping | list)})
         row["active_params"] = result.get("param_groups", {}).get("active", result.get("params"))
         rows.append(row)
@@ -262,10 +276,22 @@ def by_size(table: pd.DataFrame) -> pd.DataFrame:
     """Runs averaged over seeds per (exposures, model size): mean ``R``, ``R_nonembedding`` and ``bits``,
     ``R_min`` / ``R_max`` over seeds and ``n_seeds``; sorted by exposures, then params."""
     keys = ["exposures", "model", "d_model", "n_layer", "params", "non_embedding_params", "N"]
+    table = table[table.series == "sizes"] if "series" in table else table  # the N sweep is not a model size
     grouped = table.groupby(keys, sort=True)
     out = grouped[["R", "R_nonembedding", "bits"]].mean()
     out["R_min"], out["R_max"], out["n_seeds"] = grouped["R"].min(), grouped["R"].max(), grouped["R"].size()
     return out.reset_index().sort_values(["exposures", "params"], ignore_index=True)
+
+
+def plateau_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The N sweep at one model size: per exposure budget and N (the sized run included), the data's
+    information, the bits learned and R, sorted by exposures then N. Empty without a sweep."""
+    if "series" not in table or not (table.series == "plateau").any():
+        return pd.DataFrame(columns=["exposures", "d_model", "N", "information_bits", "bits", "R", "params"])
+    width = int(table[table.series == "plateau"].d_model.iloc[0])
+    rows = table[(table.d_model == width) & ((table.series == "plateau") | (table.seed == table.seed.min()))]
+    cols = ["exposures", "d_model", "N", "information_bits", "bits", "R", "params"]
+    return rows[cols].sort_values(["exposures", "N"], ignore_index=True)
 
 
 def peaks(table: pd.DataFrame) -> pd.DataFrame:
@@ -377,9 +403,12 @@ RUN_COLUMNS = {"exposures": "exposures", "d_model": "d", "params": "P", "N": "N"
                "bits": "bits", "fraction_learned": "learned", "R": "R", "R_nonembedding": "R non-emb",
                "final_loss": "loss", "wall_time": "wall (s)"}
 SIZE_COLUMNS = {"exposures": "exposures", "d_model": "d", "params": "P", "N": "N", "R": "R",
-                "R_nonembedding": "R non-emb", "n_seeds": "seeds"}
+                "R_min": "R min", "R_max": "R max", "R_nonembedding": "R non-emb", "n_seeds": "seeds"}
+PLATEAU_COLUMNS = {"exposures": "exposures", "d_model": "d", "params": "P", "N": "N",
+                   "information_bits": "information (bits)", "bits": "bits", "R": "R"}
 _FORMATS = {"params": ",d", "non_embedding": ",d", "N": ",d", "steps": ",d", "information_bits": ",.0f",
-            "information / 2P": ".2f", "bits": ",.0f", "fraction_learned": ".1%", "R": ".2f",
+            "information / 2P": ".2f", "bits": ",.0f", "fraction_learned": ".1%", "R": ".2f", "R_min": ".2f",
+            "R_max": ".2f",
             "R_nonembedding": ".2f", "final_loss": ".3f", "wall_time": ".0f"}
 
 
@@ -409,6 +438,13 @@ def sizes_view(runs: pd.DataFrame | None) -> Table:
     if runs is None or not len(runs):
         return table([], columns=[])
     return _view(by_size(runs), SIZE_COLUMNS)
+
+
+def plateau_view(runs: pd.DataFrame | None) -> Table:
+    """:func:`plateau_table` as chapter 2 shows it (None or no N sweep: a table without rows)."""
+    if runs is None or not len(plateau_table(runs)):
+        return table([], columns=[])
+    return _view(plateau_table(runs), PLATEAU_COLUMNS)
 
 
 def peaks_view(peaks_by_run: Mapping[str, pd.DataFrame | None]) -> Table:
@@ -469,13 +505,40 @@ def figure_peaks(peaks_by_run: Mapping[str, pd.DataFrame | None], *,
     def values(p: pd.DataFrame, column: str) -> list[float | None]:
         return [float(p.at[e, column]) if e in p.index else None for e in levels]
 
+    def spread(p: pd.DataFrame) -> list[tuple[float, float] | None]:
+        return [(float(p.at[e, "R_min"]), float(p.at[e, "R_max"])) if e in p.index and p.at[e, "n_seeds"] > 1
+                else None for e in levels]
+
     series: dict[str, list[float | None]] = {
         "paper (all params)": [PAPER_PEAK_R[e][1] if e in PAPER_PEAK_R else None for e in levels]}
+    ranges = {}
     for label, p in present.items():
         series[f"{label}, all params"] = values(p, "R")
+        ranges[f"{label}, all params"] = spread(p)
         series[f"{label}, non-embedding"] = values(p, "R_nonembedding")
     return plots.grouped_bars(levels, series, title=title, x_title="exposures per person",
-                              y_title="bits per parameter", hlines={"2 bits/param": 2.0, "1 bit/param": 1.0})
+                              y_title="bits per parameter", hlines={"2 bits/param": 2.0, "1 bit/param": 1.0},
+                              ranges=ranges)
+
+
+def figure_plateau(runs: pd.DataFrame, *, title: str = "Bits learned vs people N at one model size") -> go.Figure:
+    """The N sweep (:func:`plateau_table`): bits learned against N on log axes per exposure budget, the
+    data's information (what a perfect memorizer would hold) and 2 bits × P (the paper's capacity) as
+    references: bits follow the information while it is below capacity, then flatten."""
+    from labkit import plots
+
+    table = plateau_table(runs)
+    if not len(table):
+        raise ValueError("runs has no N sweep; allowed: runs of a profile with plateau_width and plateau_factors")
+    first = table[table.exposures == table.exposures.min()]
+    series = {"information in the data": dict(x=first.N.tolist(), y=first.information_bits.tolist(), dash="dot",
+                                             color="#888888")}
+    for k, (exposures, part) in enumerate(table.groupby("exposures", sort=True)):
+        series[f"bits learned, {exposures} exposures"] = dict(
+            x=part.N.tolist(), y=part.bits.tolist(), mode="lines+markers", color=plots.color(k))
+    P = int(table.params.max())
+    return plots.curves(series, title=title, x_title="people N", y_title="bits", log_x=True, log_y=True,
+                        hlines={f"2 bits × P (P = {P:,}, d = {int(table.d_model.iloc[0])})": 2.0 * P})
 
 
 def figure_loss_curves(records: Sequence[Mapping[str, Any]], *,
