@@ -23,7 +23,7 @@ import pandas as pd
 
 from labkit.checks import invalid
 
-__all__ = ["MISSING", "Table", "paper_vs_lab", "table"]
+__all__ = ["MISSING", "Table", "checks_view", "paper_vs_lab", "table"]
 
 #: What a missing value (None, NaN) shows.
 MISSING = "—"
@@ -203,3 +203,11 @@ def paper_vs_lab(claims: Iterable[Mapping[str, Any]], *, lab: str = "this lab", 
     with_notes = any(row["note"] for row in rows) if notes is None else notes
     columns = ["claim", "paper", lab, "status", *(["note"] if with_notes else [])]
     return table(rows, columns=columns) if rows else Table({c: [] for c in columns}, columns=columns)
+
+
+def checks_view(rows: Iterable[Mapping[str, Any]]) -> Table:
+    """What a chapter's claim cell asserts, as a table: each row's ``check`` (text), ``lab`` (the measured
+    number, two decimals; None shows as missing) and whether it ``holds`` ("yes" / "NO")."""
+    return table([{"check": r["check"], "lab": _format_value(r["lab"], ".2f"), "holds": "yes" if r["holds"] else "NO"}
+                  for r in rows], columns=["check", "lab", "holds"])
+

@@ -105,3 +105,12 @@ def test_paper_vs_lab_rejects_unknown_keys():
         paper_vs_lab([dict(paper=1.0)])
     with pytest.raises(ValueError, match="a number when 'expect' gives a range"):
         paper_vs_lab([dict(claim="x", lab="high", expect=(1, 2))])
+
+
+def test_checks_view_shows_each_check_its_number_and_whether_it_holds():
+    from labkit.tables import MISSING, checks_view
+
+    shown = checks_view([{"check": "R ≥ 1", "lab": 1.2345, "holds": True}, {"check": "absent", "lab": None,
+                                                                            "holds": False}])
+    assert list(shown.columns) == ["check", "lab", "holds"]
+    assert list(shown["lab"]) == ["1.23", MISSING] and list(shown["holds"]) == ["yes", "NO"]

@@ -451,12 +451,6 @@ def provenance_view(results: Mapping[str, Any] | None, profile: str = "cpu-full"
     return capacity.provenance_view(results, NAME, profile)
 
 
-def checks_view(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """:func:`checks` rows as a table: the check, the lab's number and whether it holds."""
-    return table([{"check": r["check"], "lab": "—" if r["lab"] is None else f"{r['lab']:.2f}",
-                   "holds": "yes" if r["holds"] else "NO"} for r in rows], columns=["check", "lab", "holds"])
-
-
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """What ``python -m labkit sweep architectures`` prints: per variant and exposures, R and the ratio
     to the reference (an ``lr-search`` sweep: the best rate per family instead)."""

@@ -282,12 +282,6 @@ def grid_view(configs: Iterable[Mapping[str, Any]]) -> Table:
     return table(rows, formats={"junk : useful tokens": ".2f", "information (bits)": ",.0f"})
 
 
-def checks_view(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """:func:`checks` rows as a table."""
-    return table([{"check": r["check"], "lab": f"{r['lab']:.2f}", "holds": "yes" if r["holds"] else "NO"}
-                  for r in rows], columns=["check", "lab", "holds"])
-
-
 def figure_bits_vs_tokens(runs_by_label: Mapping[str, pd.DataFrame | None], *,
                           title: str = "Useful bits learned vs training tokens") -> go.Figure:
     """Useful bits learned against training tokens seen (log x), one line per condition and run across
