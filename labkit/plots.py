@@ -237,6 +237,42 @@ def line_panels(
     return legend_below(fig, height)
 
 
+def heatmap_panels(
+    panels: Sequence[tuple[str, Sequence[Sequence[float]], Sequence[Sequence[str]] | None]],
+    x: Sequence[str],
+    y: Sequence[str],
+    *,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    zrange: tuple[float, float] = (0.0, 1.0),
+    colorbar_title: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """A row of heatmaps on one color scale, e.g. probe accuracy (layer × attribute) at two positions.
+
+    ``panels``: ``(panel title, z, hover text or None)`` per panel, z as rows of ``y`` by columns of
+    ``x``; every value is also written in its cell, so the numbers read without hovering."""
+    if not panels:
+        raise ValueError("panels is empty; allowed: one or more (title, z, text) panels")
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08, figure=LabFigure(),
+                        subplot_titles=[name for name, _, _ in panels])
+    for col, (name, z, text) in enumerate(panels, start=1):
+        if len(z) != len(y) or any(len(row) != len(x) for row in z):
+            raise ValueError(f"panel {name!r}: z must have {len(y)} rows of {len(x)} values")
+        fig.add_trace(go.Heatmap(z=[list(r) for r in z], x=list(x), y=list(y), zmin=zrange[0], zmax=zrange[1],
+                                 colorscale="Viridis", showscale=col == len(panels), name=name,
+                                 colorbar=dict(title=dict(text=colorbar_title)),
+                                 texttemplate="%{z:.2f}", hovertext=text,
+                                 hovertemplate="%{y}, %{x}: %{z:.2f}<br>%{hovertext}<extra></extra>"
+                                 if text is not None else "%{y}, %{x}: %{z:.2f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text=x_title, row=1, col=col)
+        fig.update_yaxes(title_text=y_title if col == 1 else "", showticklabels=col == 1, row=1, col=col)
+    fig.update_layout(title=_title(title), height=height, margin=dict(t=110))
+    return fig
+
+
 def _per_panel(value: object, n: int, name: str) -> list:
     if isinstance(value, (str, bool)):
         return [value] * n
@@ -501,7 +537,8 @@ def curves(
 ) -> go.Figure:
     """Several curves with their own x values (e.g. loss vs exposures of runs of different lengths).
 
-    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot`; ``hlines``: label → y of
+    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot`, optionally with ``spread``:
+    ``(low, high)`` per point, drawn as error bars (e.g. the min and max over seeds); ``hlines``: label → y of
     horizontal reference lines (e.g. a loss plateau), named in the legend (:func:`reference_lines`)."""
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> (x, y)")
@@ -509,7 +546,11 @@ def curves(
     for k, (name, spec) in enumerate(series.items()):
         s = _series(name, spec)
         color = s.get("color", _PALETTE[k % len(_PALETTE)])
-        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=s.get("mode", "lines"), name=name,
+        spread = s.get("spread")  # (low, high) per point: error bars from the spread over seeds
+        error = None if spread is None else dict(
+            type="data", symmetric=False, array=[h - y for h, y in zip(spread[1], s["y"], strict=True)],
+            arrayminus=[y - lo for lo, y in zip(spread[0], s["y"], strict=True)], color=color, thickness=1.5)
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=s.get("mode", "lines"), name=name, error_y=error,
                                  line=dict(color=color, dash=s.get("dash", "solid")),
                                  marker=dict(color=color, symbol=s.get("symbol", "circle"), size=8)))
     fig.update_xaxes(type="log" if log_x else "linear", title_text=x_title)

@@ -129,7 +129,7 @@ def test_cpu_full_profile_traces_mac_over_growing_libraries():
     assert list(base.PROFILE_ORDER).index("cpu-full") > list(base.PROFILE_ORDER).index("quick")
     grid = memorization.grid(profile.sizes)
     for d in profile.sizes.models.widths:
-        mine = [c for c in grid if c["d_model"] == d]
+        mine = [c for c in grid if c["d_model"] == d and c["data"] == "uniform" and "series" not in c]
         assert [c["method"] for c in mine].count("mls") == 1
         libraries = [c["n_items"] for c in mine if c["method"] == "mac"]
         assert len(libraries) == len(profile.sizes.mac_bits_per_param) and libraries == sorted(libraries)
@@ -150,3 +150,92 @@ def test_precomputed_results_absent_and_present(tmp_path):
     line = memorization.provenance_line(loaded)
     assert line.startswith("precomputed (cpu-full, 5 runs): the command") and "12.3 s" in line
     assert memorization.claims(memorization.runs_table(loaded["records"]))[0]["status"] is True
+
+
+def _plateau(d: int, library: int, exposures: int, seed: int, loss_bpp: float, params: int = 1000,
+             non_embedding: int = 900) -> dict:
+    record = _mac(d, library, 0, params, loss_bpp)
+    record["config"].update({"series": "plateau", "exposures": exposures, "seed": seed})
+    record["result"].update({"non_embedding_params": non_embedding, "bits_per_item": BITS_PER_ITEM})
+    return record
+
+
+# d=16: libraries of 1 and 4 bits/P (P = 1000, 16 bits an item) at 2000 exposures over two seeds, and the
+# largest one at 500 and 1000 for seed 0 only
+PLATEAU = [_plateau(16, 62, 2000, 0, 0.98), _plateau(16, 62, 2000, 1, 1.0), _plateau(16, 250, 2000, 0, 2.2),
+           _plateau(16, 250, 2000, 1, 2.4), _plateau(16, 250, 500, 0, 1.5), _plateau(16, 250, 1000, 0, 2.0)]
+
+
+def test_plateau_grid_reads_capacity_over_libraries_and_the_curve_over_exposures():
+    sizes = memorization.PROFILES["cpu-full"].sizes
+    plateau = memorization.plateau_grid(sizes, sizes.seeds)
+    assert plateau == [c for c in memorization.grid(sizes, sizes.seeds) if c.get("series") == "plateau"]
+    assert {c["method"] for c in plateau} == {"mac"} and {c["data"] for c in plateau} == {"uniform"}
+    for d in sizes.plateau_models.widths:
+        for seed in sizes.seeds:
+            mine = [c for c in plateau if c["d_model"] == d and c["seed"] == seed]
+            at = sorted(c["n_items"] for c in mine if c["exposures"] == sizes.plateau_at)
+            assert len(at) == len(sizes.plateau_bits)  # one library per multiple of P
+            curve = sorted(c["exposures"] for c in mine if c["n_items"] == at[-1])
+            widest = d == max(sizes.plateau_models.widths)
+            expected = [e for e in sizes.plateau_exposures if widest and (seed == 0 or e <= sizes.plateau_at)]
+            assert curve == (expected or [sizes.plateau_at])
+            assert {c["lr"] for c in mine} == {sizes.plateau_recipe[1] * sizes.lr_width / d}  # 1/width rates
+    # MLS and MAC run for the first seed only, with the 1/width rates too
+    main = [c for c in memorization.grid(sizes, sizes.seeds) if "series" not in c]
+    assert {c["seed"] for c in main} == {0}
+    assert {(c["d_model"], c["lr"]) for c in main} == {(d, sizes.lr * 24 / d) for d in sizes.models.widths}
+
+
+def test_plateau_table_and_values_average_over_seeds():
+    runs = memorization.runs_table(RECORDS + PLATEAU)
+    table = memorization.plateau_table(runs)
+    assert list(table[["library", "exposures", "seeds"]].itertuples(index=False, name=None)) == [
+        (62, 2000, 2), (250, 500, 1), (250, 1000, 1), (250, 2000, 2)]
+    last = table.iloc[-1]
+    assert last["loss bits/P"] == pytest.approx(2.3) and (last["low"], last["high"]) == (2.2, 2.4)
+    assert last["loss bits/P_ne"] == pytest.approx(2.3 * 1000 / 900)
+    assert last["library bits/P"] == pytest.approx(250 * BITS_PER_ITEM / 1000)
+    (value,) = memorization.plateau_values(runs).to_dict("records")
+    assert (value["d_model"], value["exposures"], value["library"]) == (16, 2000, 250)
+    assert value["loss bits/P"] == pytest.approx(2.3)
+    # the plateau series never joins MLS / MAC pairs
+    assert len(memorization.pairs_table(runs)) == len(memorization.pairs_table(memorization.runs_table(RECORDS)))
+    assert memorization.plateau_table(runs[runs.series == "main"]).empty
+
+
+def test_claims_read_morris_count_off_the_plateau_series():
+    morris = memorization.claims(memorization.runs_table(RECORDS + PLATEAU))[2]
+    assert morris["lab"] == pytest.approx(2.3)
+    assert morris["note"].startswith("d=16, 2,000 exposures (seeds 2.20-2.40); non-embedding 2.56; fp32: 3.8")
+    assert paper_vs_lab([morris])["status"][0] == DIFFERS
+    high = [_plateau(16, 250, 2000, s, 3.7) for s in (0, 1)]
+    assert paper_vs_lab(memorization.claims(memorization.runs_table(RECORDS + high)))["status"][2] == REPRODUCES
+
+
+def test_plateau_figures_draw_the_seeds_spread():
+    runs = memorization.runs_table(RECORDS + PLATEAU)
+    library = memorization.figure_plateau(runs)
+    curve = next(t for t in library.data if t.name.startswith("d=16"))
+    assert list(curve.x) == pytest.approx([62 * 16 / 1000, 4.0]) and list(curve.y) == pytest.approx([0.99, 2.3])
+    assert list(curve.error_y.array) == pytest.approx([0.01, 0.1])
+    assert list(curve.error_y.arrayminus) == pytest.approx([0.01, 0.1])
+    names = [t.name.replace("<br>", " ") for t in library.data]  # long legend entries are wrapped
+    assert "everything memorized (y = x)" in names and "Morris et al.: 3.6" in names
+    exposures = memorization.figure_plateau_exposures(runs)
+    curve = next(t for t in exposures.data if t.name.startswith("d=16"))
+    assert list(curve.x) == [500, 1000, 2000] and list(curve.y) == pytest.approx([1.5, 2.0, 2.3])
+    with pytest.raises(ValueError, match="no plateau series"):
+        memorization.figure_plateau(memorization.runs_table(RECORDS))
+
+
+def test_committed_cpu_full_results_are_todays_grid():
+    from labkit.sweep import config_hash
+
+    pre = memorization.precomputed()
+    assert pre is not None, "results/memorization_cpu_full.json is committed"
+    sizes = memorization.PROFILES["cpu-full"].sizes
+    assert sorted(config_hash(r["config"]) for r in pre["records"]) == sorted(
+        config_hash(c) for c in memorization.grid(sizes, sizes.seeds))
+    values = memorization.plateau_values(memorization.runs_table(pre["records"]))
+    assert list(values.d_model) == [16, 24] and (values.seeds == 2).all()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 NAME = "memorization"
 CHAPTER = "03_mls_vs_mac"
 MORRIS_BITS_PER_PARAM = 3.6  # GPT-style models on uniformly random sequences (morris2025memorize)
+MORRIS_FP32_BITS_PER_PARAM = 3.8  # the same models trained in fp32 (the lab trains in fp32 on CPUs)
 #: Loss bits per parameter that count as reproducing Morris et al.'s plateau (3.6 within about 1/6).
 MORRIS_REPRODUCED = (3.0, 4.2)
 #: MAC and MLS "agree" when they are within this factor of each other (the band of the agreement plot).
@@ -51,7 +52,18 @@ class Sizes:
     tokens over ``V``, keys in base ``key_base``) and/or ``"biod"`` (``biod_K`` attributes of
     ``biod_D`` values, C = L = 1, T = D); MLS searches by doubling from ``start`` up to ``max_size``,
     then bisection to ``tolerance`` (relative), counting a library memorised when a ``threshold``
-    fraction of its items is recalled; a MAC library holds ``mac_bits_per_param`` × P bits."""
+    fraction of its items is recalled; a MAC library holds ``mac_bits_per_param`` × P bits. MLS and MAC
+    run for the first of ``seeds``.
+
+    ``lr_width`` (0: off) scales the learning rates ``lr`` and the plateau's by ``lr_width / d`` per
+    model of width d (:func:`_lr`).
+
+    The **plateau** series is Morris et al.'s measurement (morris2025memorize) on uniform data, trained
+    with ``plateau_recipe`` (batch size, learning rate): one training per (model of ``plateau_models``,
+    library of ``plateau_bits`` × P bits, seed of ``seeds``) at ``plateau_at`` exposures, counted by loss
+    bits; and the widest model's largest library at every exposure budget of ``plateau_exposures`` (all
+    of them for the first seed, those up to ``plateau_at`` for the others), the curve that shows whether
+    ``plateau_at`` exposures reach the point where bits stop rising."""
 
     datasets: tuple[str, ...] = ("uniform",)
     models: TinyModels = TinyModels(widths=(8, 12))
@@ -70,6 +82,13 @@ class Sizes:
     tolerance: float = 0.5
     threshold: float = 1.0
     mac_bits_per_param: tuple[float, ...] = (2.0,)
+    lr_width: int = 0
+    plateau_recipe: tuple[int, float] = (256, 3e-2)
+    plateau_models: TinyModels = TinyModels(widths=(8,))
+    plateau_bits: tuple[float, ...] = (1.0, 2.0, 4.0)
+    plateau_at: int = 800
+    plateau_exposures: tuple[int, ...] = (100, 200, 400, 800)
+    seeds: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -84,17 +103,31 @@ class Expect:
 QUICK = Profile(Sizes(), Expect(), Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
     "smoke": derive(QUICK, sizes=dict(models=TinyModels(widths=(4, 8)), exposures=40, start=4, max_size=64,
-                                      tolerance=0.5),
+                                      tolerance=0.5, plateau_models=TinyModels(widths=(4,)), plateau_bits=(2.0,),
+                                      plateau_at=40, plateau_exposures=(20, 40)),
                     expect=dict(bits_per_param=(0.02, 3.6), mac_over_mls=(0.0, 1.5)), run=dict(processes=1)),
     "quick": QUICK,
-    # four widths (P 1.9k-15k) at 1000 exposures, MLS from 32 items to 10%, MAC on libraries of 1.5 to 8
-    # bits per parameter (how MAC falls as the library outgrows the model); ~180k training steps in all
-    "cpu-full": derive(QUICK, sizes=dict(models=TinyModels(widths=(8, 12, 16, 24)), exposures=1000, start=32,
-                                         max_size=8192, tolerance=0.1, mac_bits_per_param=(1.5, 2.0, 4.0, 8.0)),
+    # MLS and MAC on random data and on bioD (8 attributes: 32 bits a person, as 8 random tokens), three
+    # widths (P 2k-15k) at 1000 exposures, MLS from 32 items to 10%, MAC on libraries of 1.5 to 4 bits per
+    # parameter (how MAC falls as the library outgrows the model); the plateau series on widths 16 and 24
+    # (embeddings 6-10% of P), libraries of 1 to 5 bits per parameter at 2000 exposures, d = 24's largest
+    # also at 250 to 4000 (seed 1: to 2000), seeds 0 and 1. Batch 128 and lr 5e-3 × 24 / d: the best of
+    # the side runs at d = 8, 16 and 24 (results/README.md). ~600k training steps in all.
+    "cpu-full": derive(QUICK, sizes=dict(datasets=("uniform", "biod"), models=TinyModels(widths=(8, 16, 24)),
+                                         S=8, biod_K=8, biod_name_pools=(60, 60), exposures=1000, batch_size=128,
+                                         lr=5e-3, lr_width=24, start=32, max_size=8192, tolerance=0.1,
+                                         mac_bits_per_param=(1.5, 2.0, 4.0),
+                                         plateau_models=TinyModels(widths=(16, 24)), plateau_bits=(1.0, 2.0, 3.0, 5.0),
+                                         plateau_recipe=(128, 5e-3), plateau_at=2000,
+                                         plateau_exposures=(250, 500, 1000, 2000, 4000), seeds=(0, 1)),
                        expect=dict(mac_over_mls=(0.1, 2.0))),
     "full": derive(QUICK, sizes=dict(datasets=("uniform", "biod"), models=TinyModels(widths=(8, 12, 16, 24)),
                                      biod_name_pools=(40, 40), exposures=3000, lr=2e-2, start=32, max_size=16384,
-                                     tolerance=0.1, mac_bits_per_param=(1.5, 2.0, 4.0, 8.0)),
+                                     tolerance=0.1, mac_bits_per_param=(1.5, 2.0, 4.0, 8.0),
+                                     plateau_models=TinyModels(widths=(32, 64, 128)),
+                                     plateau_bits=(1.0, 2.0, 4.0, 8.0), plateau_recipe=(128, 5e-3), lr_width=24,
+                                     plateau_at=8000, plateau_exposures=(1000, 2000, 4000, 8000, 16000),
+                                     seeds=(0, 1)),
                    expect=dict(mac_over_mls=(0.1, 2.0)), run=dict(gpus=0.25)),  # tiny models: 4 per GPU on Ray
 }
 #: The committed cpu-full results that chapter 3 shows next to its own run (absent until regenerated).
@@ -115,21 +148,50 @@ def grid(sizes: Sizes, seeds: Iterable[int] = (0,)) -> list[dict[str, Any]]:
     ``mac_bits_per_param``}. A MAC library is sized from the model alone (not from its MLS), so MAC
     stays the cheap one-training estimate it is meant to be; MLS and MAC of one model share its
     context length, hence its parameter count."""
+    seeds = list(seeds)
     configs = []
-    for seed in seeds:
+    for seed in seeds[:1]:
         recipe_keys = {"exposures": sizes.exposures, "batch_size": sizes.batch_size, "lr": float(sizes.lr),
                        "weight_decay": float(sizes.weight_decay), "seed": int(seed)}
         for kind in sizes.datasets:
             data = _data(sizes, kind)
             limit = min(sizes.max_size, max_people(data))
             for model in sizes.models.keys():
-                shared = {**data, **model, **recipe_keys, "max_size": limit}
+                shared = {**data, **model, **recipe_keys, "lr": _lr(sizes, sizes.lr, model), "max_size": limit}
                 per_item = make_dataset(shared, 100).information_bits() / 100
                 params = param_count(shared, make_dataset(shared, min(limit, 1000))).total
                 mac_sizes = [min(limit, max(1, round(b * params / per_item))) for b in sizes.mac_bits_per_param]
                 configs.append({**shared, "method": "mls", "start": sizes.start, "tolerance": float(sizes.tolerance),
                                 "threshold": float(sizes.threshold)})
                 configs.extend({**shared, "method": "mac", "n_items": n} for n in dict.fromkeys(mac_sizes))
+    return configs + plateau_grid(sizes, seeds)
+
+
+def _lr(sizes: Sizes, lr: float, model: Mapping[str, Any]) -> float:
+    """The learning rate of one model: ``lr``, or with ``lr_width`` set, ``lr × lr_width / d`` (Adam's
+    best rate falls about as 1/width on these models; ``results/README.md`` has the side runs)."""
+    return float(lr) if not sizes.lr_width else float(lr) * sizes.lr_width / int(model["d_model"])
+
+
+def plateau_grid(sizes: Sizes, seeds: Iterable[int] = (0,)) -> list[dict[str, Any]]:
+    """The plateau series (``Sizes``): MAC runs tagged ``"series": "plateau"``, counted by loss bits."""
+    seeds = list(seeds)
+    data = _data(sizes, "uniform")
+    batch_size, lr = sizes.plateau_recipe
+    configs = []
+    for k, seed in enumerate(seeds):
+        recipe_keys = {"batch_size": int(batch_size), "lr": float(lr), "weight_decay": float(sizes.weight_decay),
+                       "seed": int(seed)}
+        for model in sizes.plateau_models.keys():
+            shared = {**data, **model, **recipe_keys, "lr": _lr(sizes, lr, model), "method": "mac",
+                      "series": "plateau"}
+            per_item = make_dataset(shared, 100).information_bits() / 100
+            params = param_count(shared, make_dataset(shared, 1000)).total
+            sizes_n = [max(1, round(b * params / per_item)) for b in sizes.plateau_bits]
+            widest = int(model["d_model"]) == max(sizes.plateau_models.widths)
+            budgets = [e for e in sizes.plateau_exposures if widest and (k == 0 or e <= sizes.plateau_at)]
+            runs = {(n, sizes.plateau_at) for n in sizes_n} | {(max(sizes_n), e) for e in budgets}
+            configs.extend({**shared, "n_items": n, "exposures": int(e)} for n, e in sorted(runs))
     return configs
 
 
@@ -212,8 +274,8 @@ def grid_table(configs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for config in (c for c in configs if c["method"] == "mls"):
         library = make_dataset(config, 64)
         count = param_count(config, library)
-        macs = [c["n_items"] for c in configs if c["method"] == "mac" and c["data"] == config["data"]
-                and c["d_model"] == config["d_model"] and c["seed"] == config["seed"]]
+        macs = [c["n_items"] for c in configs if c["method"] == "mac" and "series" not in c
+                and c["data"] == config["data"] and c["d_model"] == config["d_model"] and c["seed"] == config["seed"]]
         rows.append({"data": config["data"], "d_model": config["d_model"], "params": count.total,
                      "non_embedding": count.non_embedding, "bits_per_item": library.information_bits() / 64,
                      "MLS search up to": config["max_size"], "MAC libraries": ", ".join(f"{n:,}" for n in macs)})
@@ -226,16 +288,19 @@ def runs_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for record in records:
         config, result = record["config"], record["result"]
         row = {"data": config["data"], "d_model": config["d_model"], "method": config["method"],
+               "series": config.get("series", "main"), "exposures": config["exposures"], "seed": config["seed"],
                "library": config.get("n_items")}
         row.update({k: v for k, v in result.items() if not isinstance(v, Mapping | list)})
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.sort_values(["data", "d_model", "method", "library"], ignore_index=True, na_position="first")
+    return table.sort_values(["series", "data", "d_model", "method", "library", "exposures", "seed"],
+                             ignore_index=True, na_position="first")
 
 
 def pairs_table(table: pd.DataFrame) -> pd.DataFrame:
     """MAC next to MLS of the same model: one row per MAC run, with both counts in items and bits, the
     ratio MAC/MLS and the bits per parameter of each count (the join chapter 3 plots and checks)."""
+    table = table[table.series == "main"]
     mls = table[table.method == "mls"].set_index(["data", "d_model"])
     mac = table[table.method == "mac"]
     rows = []
@@ -290,6 +355,45 @@ def bits_per_param_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plateau_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The plateau series of a :func:`runs_table`, one row per (model, library, exposures): the library's
+    information per parameter and the loss bits per parameter (all and non-embedding; mean, min and max
+    over the seeds), the fraction of items recalled exactly, and how many seeds ran."""
+    part = runs[runs.series == "plateau"].copy()
+    if not len(part):
+        return pd.DataFrame(columns=["d_model", "params", "non_embedding_params", "library", "library bits/P",
+                                     "exposures", "seeds", "loss bits/P", "low", "high", "loss bits/P_ne",
+                                     "recalled"])
+    part["library"] = part["library"].astype(int)
+    part["library bits/P"] = part["library"] * part["bits_per_item"] / part["params"]
+    part["loss bits/P_ne"] = part["loss_bits"] / part["non_embedding_params"]
+    grouped = part.groupby(["d_model", "library", "exposures"], sort=True)
+    table = grouped.agg(**{"params": ("params", "first"), "non_embedding_params": ("non_embedding_params", "first"),
+                           "library bits/P": ("library bits/P", "first"), "seeds": ("seed", "nunique"),
+                           "loss bits/P": ("loss_bits_per_param", "mean"), "low": ("loss_bits_per_param", "min"),
+                           "high": ("loss_bits_per_param", "max"), "loss bits/P_ne": ("loss bits/P_ne", "mean"),
+                           "recalled": ("fraction_recalled", "mean")}).reset_index()
+    return table[["d_model", "params", "non_embedding_params", "library", "library bits/P", "exposures", "seeds",
+                  "loss bits/P", "low", "high", "loss bits/P_ne", "recalled"]]
+
+
+def plateau_values(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each plateau model's capacity: the largest mean loss bits per parameter over its libraries at the
+    series' plateau budget (the most exposures every library had), with that library and its spread."""
+    table = plateau_table(runs)
+    rows = []
+    for d, part in table.groupby("d_model", sort=True):
+        at = part.groupby("exposures")["library"].nunique()
+        budget = int(at[at == at.max()].index.max())
+        best = part[part.exposures == budget].sort_values("loss bits/P").iloc[-1]
+        rows.append({"d_model": int(d), "params": int(best["params"]), "non_embedding_params":
+                     int(best["non_embedding_params"]), "exposures": budget, "library": int(best["library"]),
+                     "library bits/P": best["library bits/P"], "seeds": int(best["seeds"]),
+                     "loss bits/P": best["loss bits/P"], "low": best["low"], "high": best["high"],
+                     "loss bits/P_ne": best["loss bits/P_ne"]})
+    return pd.DataFrame(rows)
+
+
 def _mls_growth(runs: pd.DataFrame) -> tuple[str, bool]:
     """"128 → 256 items (d = 8 → 12)" per data kind, and whether MLS grows strictly with width."""
     texts, grows = [], True
@@ -306,8 +410,9 @@ def claims(runs: pd.DataFrame | None) -> list[dict[str, Any]]:
 
     ``runs``: a :func:`runs_table`; None (results not available) gives the same claims marked "not run".
     MLS grows with model size (harma2024empirical); MAC agrees with MLS within ``AGREEMENT_FACTOR``
-    (harma2024empirical); the loss bits per parameter of the best model reach Morris et al.'s 3.6
-    (morris2025memorize; ``MORRIS_REPRODUCED``), with the exact-recall count in the note.
+    (harma2024empirical); the loss bits per parameter at the plateau (:func:`plateau_values`, best model;
+    without a plateau series, the MAC runs' best) reach Morris et al.'s 3.6 (morris2025memorize;
+    ``MORRIS_REPRODUCED``), with the non-embedding count and the exact-recall count in the note.
     """
     growth = ratio = loss_bpp = None
     agree = grows = None
@@ -318,14 +423,22 @@ def claims(runs: pd.DataFrame | None) -> list[dict[str, Any]]:
         ratios = sorted(float(r) for r in pairs["MAC / MLS"])
         ratio = f"{ratios[0]:.2f}" if len(ratios) == 1 else f"{ratios[0]:.2f} to {ratios[-1]:.2f}"
         agree = all(1 / AGREEMENT_FACTOR <= r <= AGREEMENT_FACTOR for r in ratios)
-        loss_bpp = float(pairs["loss bits/P"].max())
         mls = runs[runs.method == "mls"]["bits_per_param"]
         note = f"exact recall (MLS): {mls.min():.2f} to {mls.max():.2f} bits/P"
+        plateau = plateau_values(runs)
+        if len(plateau):  # Morris et al.'s count: the plateau series' best model
+            best = plateau.sort_values("loss bits/P").iloc[-1]
+            loss_bpp = float(best["loss bits/P"])
+            spread = f" (seeds {best['low']:.2f}-{best['high']:.2f})" if best["seeds"] > 1 else ""
+            note = (f"d={int(best['d_model'])}, {int(best['exposures']):,} exposures{spread}; non-embedding "
+                    f"{best['loss bits/P_ne']:.2f}; fp32: {MORRIS_FP32_BITS_PER_PARAM:g}; {note}")
+        else:  # no plateau series: the MAC runs' loss bits, the nearest count there is
+            loss_bpp = float(pairs["loss bits/P"].max())
     return [
         {"claim": "MLS grows with model size", "paper": "grows with P", "lab": growth, "status": grows},
         {"claim": "MAC tracks MLS (MAC / MLS, items)", "paper": "≈ 1", "lab": ratio, "status": agree,
          "note": f"agreement: within ×{AGREEMENT_FACTOR:g}"},
-        {"claim": "bits per parameter at capacity (loss bits, best model)", "paper": MORRIS_BITS_PER_PARAM,
+        {"claim": "bits per parameter at the plateau (loss bits, random data)", "paper": MORRIS_BITS_PER_PARAM,
          "lab": loss_bpp, "expect": MORRIS_REPRODUCED, "note": note},
     ]
 
@@ -347,7 +460,7 @@ def figure_recall(records: Iterable[Mapping[str, Any]], title: str = "Items reca
     lines: dict[str, dict[str, Any]] = {}
     sizes: list[float] = []
     for k, ((data, d), found) in enumerate(sorted(probes.items())):
-        model = runs[(runs.data == data) & (runs.d_model == d)]
+        model = runs[(runs.data == data) & (runs.d_model == d) & (runs.series == "main")]
         mls = int(model[model.method == "mls"]["items"].iloc[0])
         macs = model[model.method == "mac"].sort_values("library")
         lines[f"{data}, d={d}: MLS probes (MLS = {mls:,})"] = dict(
@@ -386,6 +499,54 @@ def figure_bits_per_param(bits: pd.DataFrame, title: str = "Memorized bits per p
          "MAC library, loss bits (Morris-style)": list(bits["loss bits/P"])},
         title=title, y_title="bits per parameter",
         hlines={f"Morris et al.: {MORRIS_BITS_PER_PARAM:g}": MORRIS_BITS_PER_PARAM})
+
+
+def figure_plateau(runs: pd.DataFrame, title: str = "Loss bits per parameter vs library size (Morris-style)"
+                   ) -> go.Figure:
+    """Morris et al.'s plot for the plateau series (:func:`plateau_table`): loss bits per parameter
+    against the library's information per parameter at the plateau budget, one curve per model with the
+    seeds' spread as error bars; "everything memorized" (y = x) and Morris et al.'s 3.6 as references.
+    Bits follow y = x while the library is small, then flatten at the model's capacity."""
+    from labkit import plots
+
+    table = plateau_table(runs)
+    if not len(table):
+        raise ValueError("runs has no plateau series; allowed: runs of a profile with plateau_models")
+    values = plateau_values(runs).set_index("d_model")
+    lines: dict[str, Any] = {}
+    for k, (d, part) in enumerate(table.groupby("d_model", sort=True)):
+        part = part[part.exposures == values.loc[d, "exposures"]].sort_values("library")
+        lines[f"d={d} (P = {int(part.params.iloc[0]):,}), {int(values.loc[d, 'exposures']):,} exposures"] = dict(
+            x=list(part["library bits/P"]), y=list(part["loss bits/P"]), mode="lines+markers",
+            spread=(list(part["low"]), list(part["high"])), color=plots.color(k))
+    xs = list(table["library bits/P"])
+    lo, hi = min(xs) / 1.3, max(xs) * 1.1
+    lines["everything memorized (y = x)"] = dict(x=[lo, min(hi, 2 * MORRIS_BITS_PER_PARAM)],
+                                                 y=[lo, min(hi, 2 * MORRIS_BITS_PER_PARAM)], dash="dot", color="#888")
+    return plots.curves(lines, title=title, x_title="library information per parameter (bits)",
+                        y_title="loss bits per parameter", log_x=True,
+                        hlines={f"Morris et al.: {MORRIS_BITS_PER_PARAM:g}": MORRIS_BITS_PER_PARAM})
+
+
+def figure_plateau_exposures(runs: pd.DataFrame, title: str = "Loss bits per parameter vs exposures "
+                             "(largest library)") -> go.Figure:
+    """The plateau series' largest library of each model trained for each exposure budget: loss bits per
+    parameter (mean, seeds' spread as error bars) against exposures, log x. Where the curve flattens,
+    longer training no longer adds bits: the budget reached the plateau."""
+    from labkit import plots
+
+    table = plateau_table(runs)
+    if not len(table):
+        raise ValueError("runs has no plateau series; allowed: runs of a profile with plateau_models")
+    lines: dict[str, Any] = {}
+    for k, (d, part) in enumerate(table.groupby("d_model", sort=True)):
+        part = part[part.library == part.library.max()].sort_values("exposures")
+        lines[f"d={d}: {int(part.library.iloc[0]):,} items ({part['library bits/P'].iloc[0]:.1f} bits/P)"] = dict(
+            x=list(part["exposures"]), y=list(part["loss bits/P"]), mode="lines+markers",
+            spread=(list(part["low"]), list(part["high"])), color=plots.color(k))
+    return plots.curves(lines, title=title, x_title="exposures (each item seen this often)",
+                        y_title="loss bits per parameter", log_x=True,
+                        hlines={f"Morris et al.: {MORRIS_BITS_PER_PARAM:g}": MORRIS_BITS_PER_PARAM})
 
 
 # --------------------------------------------------------------------------------------------------
