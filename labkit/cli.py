@@ -65,6 +65,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          save_model=args.save_model, backend=args.backend)
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from labkit.experiments import models_command
+
+    where = {}
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"where={item!r} is not valid; allowed: KEY=VALUE, e.g. exposures=1000")
+        try:
+            where[key] = json.loads(value)
+        except json.JSONDecodeError:
+            where[key] = value
+    return models_command(args.experiment, profile=args.profile, where=where, out=args.out)
+
+
 def _whole(name: str, text: str) -> int:
     """A flag's integer, with the lab's one-line error (argparse's own would print the usage too)."""
     try:
@@ -74,7 +91,7 @@ def _whole(name: str, text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m labkit`` and its five subcommands."""
+    """The parser of ``python -m labkit`` and its subcommands."""
     parser = argparse.ArgumentParser(prog="python -m labkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a chapter notebook with parameters (papermill)")
@@ -125,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save-model", default=None, help="write the trained weights to this safetensors file")
     train.add_argument("--backend", default="auto", help="auto (NCCL on GPUs, else gloo), gloo or nccl")
     train.set_defaults(func=_cmd_train)
+    models = sub.add_parser("models", help="train some runs of an experiment's grid and keep the trained models as "
+                                           "files (results/models/)")
+    models.add_argument("experiment", help="an experiment whose runs keep their model, e.g. capacity (chapter 2)")
+    models.add_argument("--profile", required=True, help="the profile whose grid holds the runs, e.g. cpu-full")
+    models.add_argument("--where", action="append", metavar="KEY=VALUE",
+                        help="keep only the configs with this value (JSON or text; repeatable), e.g. exposures=1000")
+    models.add_argument("--out", default=None, help="folder of the model files "
+                                                    "(default: results/models/<experiment>_<profile>)")
+    models.set_defaults(func=_cmd_models)
     return parser
 
 

@@ -294,6 +294,7 @@ def probe_table(
     C: float = 1.0,
     control_type: Position = "auto",
     device: str | torch.device = "auto",
+    max_iter: int = 100,
 ) -> pd.DataFrame:
     """One row per (hook, position, target): held-out ``accuracy``, ``control_accuracy`` (the control
     task, ``control_labels`` with the token at the position as the type), ``selectivity`` (their
@@ -303,6 +304,8 @@ def probe_table(
     or an int as in ``positions``), ``"probed"`` (the token at the probed position, Hewitt & Liang's
     word type), ``"item"`` (every item its own type: plain shuffled labels) or ``"auto"`` (``"name_last"``
     where the data has a name span, else ``"probed"``).
+
+    ``max_iter``: L-BFGS iterations of each fit (``fit_probe``).
 
     ``layers`` (block indices) adds ``blocks.{L}.hook_resid_post`` to ``hooks``; with neither, every
     block's residual stream is probed, plus the embedding. ``targets``: see ``target_labels`` (a
@@ -339,8 +342,8 @@ def probe_table(
         for target, y in labels.items():
             if y.shape != (feats.shape[0],):
                 raise invalid("targets", target, f"labels of shape ({feats.shape[0]},), one per item")
-            real = fit_probe(feats, y, seed, test_fraction, C)
-            control = fit_probe(feats, control_labels(y, types, seed), seed, test_fraction, C)
+            real = fit_probe(feats, y, seed, test_fraction, C, max_iter)
+            control = fit_probe(feats, control_labels(y, types, seed), seed, test_fraction, C, max_iter)
             rows.append({"hook": hook, "position": pos, "target": target, "accuracy": real.test_accuracy,
                          "control_accuracy": control.test_accuracy,
                          "selectivity": real.test_accuracy - control.test_accuracy, "chance": real.chance,

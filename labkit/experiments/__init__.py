@@ -24,6 +24,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "capacity": ("labkit.experiments.capacity", "02_capacity_scaling_law"),
     "memorization": ("labkit.experiments.memorization", "03_mls_vs_mac"),
     "architectures": ("labkit.experiments.architectures", "04_architecture_capacity"),
+    "knowledge": ("labkit.experiments.knowledge", "05_where_knowledge_lives"),
     "junk": ("labkit.experiments.junk", "07_junk_data"),
     "ntk": ("labkit.experiments.ntk", "12_ntk_appendix"),
 }
@@ -105,6 +106,66 @@ def sweep_command(experiment: str, profile: str = "cpu-full", out: str | None = 
     if summary is not None:
         print(summary(report.records).to_string())
     print(f"wrote {path} ({report.ran} runs, {report.reused} reused, {report.wall_time:.0f} s)")
+    return 0
+
+
+def select_configs(grid: list[dict[str, Any]], where: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The configs of ``grid`` whose keys equal every ``where`` value (a key no config has is an error)."""
+    known = sorted({k for c in grid for k in c})
+    for key in where:
+        if key not in known:
+            raise ValueError(f"where key {key!r} is not valid; allowed: {', '.join(known)}")
+    return [c for c in grid if all(c.get(k) == v for k, v in where.items())]
+
+
+def models_folder(experiment: str, profile: str) -> Path:
+    """Where ``python -m labkit models`` writes an experiment's trained models: ``results/models/<experiment>_
+    <profile>``."""
+    from labkit.experiments import base
+
+    return base.RESULTS_DIR / "models" / f"{experiment}_{profile.replace('-', '_')}"
+
+
+def _train_and_save(experiment: str, config: dict[str, Any], folder: str, command: str, threads: int) -> str:
+    """One worker's job for ``models_command`` (top level, so a spawned process can import it)."""
+    import torch
+
+    from labkit.experiments.models import save_trained
+
+    torch.set_num_threads(threads)
+    result, model = load(experiment).run.run_with_model(dict(config))
+    return str(save_trained(model, config, folder, result, command))
+
+
+def models_command(experiment: str, profile: str, where: Mapping[str, Any] | None = None,
+                   out: str | None = None) -> int:
+    """``python -m labkit models EXPERIMENT``: train the profile's grid configs that match ``where``
+    (key → value, e.g. ``{"exposures": 1000, "seed": 0}``) and keep each trained model as a file
+    (``labkit.experiments.models.save_trained``) in ``out`` (default :func:`models_folder`), on the
+    profile's worker processes. Same config and seed, same weights: the files are the sweep's models."""
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    module, chosen, grid = _grid_of(experiment, profile)
+    if not hasattr(module.run, "run_with_model"):
+        raise ValueError(f"experiment={experiment!r} does not keep its models; allowed: " + ", ".join(
+            n for n in sweepable() if hasattr(load(n).run, "run_with_model")))
+    where = dict(where or {})
+    configs = select_configs(grid, where)
+    if not configs:
+        raise ValueError(f"where={where!r} matches no config of {experiment} at profile {profile}")
+    folder = Path(out) if out else models_folder(experiment, profile)
+    flags = "".join(f" --where {k}={json.dumps(v)}" for k, v in where.items())
+    command = (f".venv/bin/python -m labkit models {experiment} --profile {profile}{flags}"
+               + (f" --out {out}" if out else ""))
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(chosen.run.processes, mp_context=get_context("spawn")) as pool:
+        jobs = [pool.submit(_train_and_save, experiment, c, str(folder), command, chosen.run.threads)
+                for c in sorted(configs, key=module.cost, reverse=True)]
+        for job in jobs:
+            print(f"wrote {job.result()}", flush=True)
+    print(f"{len(configs)} models of {experiment} ({profile}) in {folder}, {time.perf_counter() - t0:.0f} s")
     return 0
 
 

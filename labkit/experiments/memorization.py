@@ -394,6 +394,31 @@ def plateau_values(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PLATEAU_COLUMNS = {"d_model": "d", "params": "P", "library": "library", "library bits/P": "library bits/P",
+                   "exposures": "exposures", "seeds": "seeds", "loss bits/P": "loss bits/P",
+                   "loss bits/P_ne": "loss bits/P (non-emb.)", "recalled": "recalled"}
+CAPACITY_COLUMNS = {"d_model": "d", "params": "P", "non_embedding_params": "P (non-emb.)", "exposures": "exposures",
+                    "library": "library", "seeds": "seeds", "loss bits/P": "plateau bits/P", "low": "min",
+                    "high": "max", "loss bits/P_ne": "plateau bits/P (non-emb.)"}
+_FORMATS = {"params": ",d", "non_embedding_params": ",d", "library": ",d", "exposures": ",d",
+            "library bits/P": ".2f", "loss bits/P": ".2f", "low": ".2f", "high": ".2f", "loss bits/P_ne": ".2f",
+            "recalled": ".0%"}
+
+
+def _view(rows: pd.DataFrame, columns: Mapping[str, str]) -> Table:
+    return table(rows, columns=columns, formats={key: fmt for key, fmt in _FORMATS.items() if key in columns})
+
+
+def plateau_view(runs: pd.DataFrame) -> Table:
+    """:func:`plateau_table` as the chapter shows it (mean over seeds per model, library and exposures)."""
+    return _view(plateau_table(runs), PLATEAU_COLUMNS)
+
+
+def plateau_values_view(runs: pd.DataFrame) -> Table:
+    """:func:`plateau_values` as the chapter shows it: each model's capacity with its seed spread."""
+    return _view(plateau_values(runs), CAPACITY_COLUMNS)
+
+
 def _mls_growth(runs: pd.DataFrame) -> tuple[str, bool]:
     """"128 → 256 items (d = 8 → 12)" per data kind, and whether MLS grows strictly with width."""
     texts, grows = [], True
