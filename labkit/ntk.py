@@ -169,6 +169,8 @@ def empirical_ntk(model: nn.Module, inputs: torch.Tensor, other: torch.Tensor | 
         kernel = part if kernel is None else kernel + part
     if kernel is None:
         raise ValueError("model has no parameters; allowed: a model with at least one parameter")
+    if other is None:  # J Jᵀ is symmetric; a blocked float sum need not be to the last bit on every CPU
+        kernel = (kernel + (kernel.permute(1, 0, 3, 2) if full else kernel.T)) / 2
     return kernel
 
 

@@ -534,12 +534,14 @@ def curves(
     log_y: bool = False,
     hlines: Mapping[str, float] | None = None,
     height: int = 420,
+    hovermode: str = "x unified",
 ) -> go.Figure:
     """Several curves with their own x values (e.g. loss vs exposures of runs of different lengths).
 
-    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot`, optionally with ``spread``:
-    ``(low, high)`` per point, drawn as error bars (e.g. the min and max over seeds); ``hlines``: label → y of
-    horizontal reference lines (e.g. a loss plateau), named in the legend (:func:`reference_lines`)."""
+    ``series``: name → ``(x, y)`` or a dict as in :func:`capacity_plot` (``text``: shown on hover), optionally
+    with ``spread``: ``(low, high)`` per point, drawn as error bars (e.g. the min and max over seeds);
+    ``hlines``: label → y of horizontal reference lines (e.g. a loss plateau), named in the legend
+    (:func:`reference_lines`); ``hovermode``: plotly's (``"closest"`` for scattered points)."""
     if not series:
         raise ValueError("series is empty; allowed: one or more name -> (x, y)")
     fig = LabFigure()
@@ -551,9 +553,9 @@ def curves(
             type="data", symmetric=False, array=[h - y for h, y in zip(spread[1], s["y"], strict=True)],
             arrayminus=[y - lo for lo, y in zip(spread[0], s["y"], strict=True)], color=color, thickness=1.5)
         fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=s.get("mode", "lines"), name=name, error_y=error,
-                                 line=dict(color=color, dash=s.get("dash", "solid")),
+                                 text=s.get("text"), line=dict(color=color, dash=s.get("dash", "solid")),
                                  marker=dict(color=color, symbol=s.get("symbol", "circle"), size=8)))
     fig.update_xaxes(type="log" if log_x else "linear", title_text=x_title)
     fig.update_yaxes(type="log" if log_y else "linear", title_text=y_title)
-    fig.update_layout(title=_title(title), hovermode="x unified")
+    fig.update_layout(title=_title(title), hovermode=hovermode)
     return legend_below(reference_lines(fig, hlines), height)

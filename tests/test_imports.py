@@ -37,7 +37,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("tokenizer", "info"),
     ("data", "data.*"),
     ("model", "loss"),
-    ("train", "batched", "measure", "probe", "ablate", "freeze", "quant", "ntk", "interop", "checkpoint",
+    ("train", "batched", "measure", "probe", "structure", "ablate", "freeze", "quant", "ntk", "interop", "checkpoint",
      "distributed"),
     ("sweep", "cluster"),
     ("experiments", "experiments.*"),

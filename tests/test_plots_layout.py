@@ -207,3 +207,17 @@ def test_drawn_figure_has_no_overlapping_parts(browser, name, width):
         if part != "title":
             assert not any(_overlap(t, b) for t in boxes["title"] for b in found), (name, width, f"title on {part}")
     assert not boxes["annotations"]
+
+
+def test_heatmap_panels_share_one_scale_and_check_their_shapes():
+    z = [[0.1, 0.9], [0.5, 0.3], [0.2, 0.4]]
+    fig = plots.heatmap_panels([("name", z, None), ("key", z, [["a", "b"]] * 3)], ["k0", "k1"],
+                               ["embedding", "block 0", "block 1"], title="probes", colorbar_title="accuracy")
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 2 and [t.showscale for t in heat] == [False, True]  # one color bar for both
+    assert all((t.zmin, t.zmax) == (0.0, 1.0) for t in heat) and list(heat[1].y) == ["embedding", "block 0", "block 1"]
+    assert [a.text for a in fig.layout.annotations] == ["name", "key"]
+    with pytest.raises(ValueError, match="panel 'bad': z must have 3 rows of 2 values"):
+        plots.heatmap_panels([("bad", [[0.1, 0.2]], None)], ["k0", "k1"], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="panels is empty"):
+        plots.heatmap_panels([], ["k0"], ["a"])

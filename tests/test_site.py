@@ -99,10 +99,12 @@ def test_page_renders_offline_in_chromium(server, page, tmp_path):
             n_figures = tab.locator("div.plotly-graph-div").count()
             if page in CHAPTER_PAGES:
                 assert n_figures >= 1, f"{page} shows no plotly figure"
+                # a drawn trace: g.trace (scatter, bars), g.hm (a heatmap, drawn as an image)
+                drawn = "svg.main-svg g.trace, svg.main-svg g.hm"
                 tab.wait_for_function(
-                    "n => document.querySelectorAll('div.plotly-graph-div svg.main-svg g.trace').length > 0"
-                    " && [...document.querySelectorAll('div.plotly-graph-div')].every("
-                    "d => d.querySelector('svg.main-svg g.trace'))", arg=n_figures, timeout=20_000)
+                    f"n => document.querySelectorAll('div.plotly-graph-div').length > 0"
+                    f" && [...document.querySelectorAll('div.plotly-graph-div')].every("
+                    f"d => d.querySelector('{drawn}'))", arg=n_figures, timeout=20_000)
             if "application/vnd.jupyter.widget-view+json" in tab.content():
                 # saved widget state: the HTML manager must draw the widgets (static, no kernel)
                 tab.wait_for_selector(".jupyter-widgets", state="attached", timeout=20_000)

@@ -13,6 +13,9 @@ Spec keys by kind (defaults in brackets):
 - ``biod_junk``: bioD's keys plus ``junk ["fresh"]`` (``none``, ``fresh``, ``repetitive``),
   ``junk_ratio [7]``, ``domain_token [false]``, ``repetitive_size [16]`` (bioD mixed with junk,
   ``labkit.data.junk``; ``N`` counts the useful people).
+- ``cfg``: ``grammar`` (a preset of ``labkit.data.cfg``: ``cfg3b``, ``medium``, ``small``, ``tiny``),
+  ``grammar_seed [0]`` (strings of a layered context-free grammar, Part 1; ``N`` strings per exposure, fresh at
+  every exposure).
 
 Every kind also reads ``N`` (the number of people or items) and ``data_seed`` (default: ``seed``).
 """
@@ -25,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit import info
-from labkit.checks import invalid
-from labkit.data import biod, bios, junk, uniform
+from labkit.checks import check_choice, invalid
+from labkit.data import biod, bios, cfg, junk, uniform
 from labkit.data.base import TokenDataset
 
 
@@ -80,6 +83,23 @@ def _uniform_context(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
     return 1 + uniform.key_length(max(largest, dataset.N), dataset.key_base) + dataset.S
 
 
+def _cfg_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    grammar = check_choice("grammar", spec.get("grammar"), list(cfg.PRESETS))
+    return {"data": "cfg", "grammar": str(grammar), "grammar_seed": int(spec.get("grammar_seed", 0))}
+
+
+def _cfg(spec: Mapping[str, Any], n: int, seed: int) -> TokenDataset:
+    k = _cfg_keys(spec)
+    return cfg.CFGDataset(k["grammar"], n, seed=seed, grammar_seed=k["grammar_seed"])
+
+
+def _cfg_context(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
+    """The grammar's longest string + BOS + EOS (``dataset.context``): every record of every exposure fits.
+    Affordable for every preset (seed 0: small 37, medium 41, cfg3b 288 tokens), and a context is only a cap:
+    the trainer trims each minibatch to its longest record, so a rare long string costs nothing elsewhere."""
+    return int(dataset.context)
+
+
 KINDS: dict[str, DataKind] = {
     "biod": DataKind(
         build=_biod,
@@ -105,6 +125,12 @@ KINDS: dict[str, DataKind] = {
         max_people=lambda spec: 10**9,
         context=_uniform_context,
         keys=_uniform_keys,
+    ),
+    "cfg": DataKind(
+        build=_cfg,
+        max_people=lambda spec: 10**9,  # fresh strings every exposure: no pool to exhaust
+        context=_cfg_context,
+        keys=_cfg_keys,
     ),
 }
 

@@ -25,6 +25,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "memorization": ("labkit.experiments.memorization", "03_mls_vs_mac"),
     "architectures": ("labkit.experiments.architectures", "04_architecture_capacity"),
     "knowledge": ("labkit.experiments.knowledge", "05_where_knowledge_lives"),
+    "quantization": ("labkit.experiments.quantization", "06_quantization"),
     "junk": ("labkit.experiments.junk", "07_junk_data"),
     "ntk": ("labkit.experiments.ntk", "12_ntk_appendix"),
 }
@@ -126,6 +127,13 @@ def models_folder(experiment: str, profile: str) -> Path:
     return base.RESULTS_DIR / "models" / f"{experiment}_{profile.replace('-', '_')}"
 
 
+def models_path(config: Mapping[str, Any], folder: str | Path) -> Path:
+    """The JSON file of ``config``'s saved model in ``folder`` (``models.trained_paths``)."""
+    from labkit.experiments.models import trained_paths
+
+    return trained_paths(config, folder)[1]
+
+
 def _train_and_save(experiment: str, config: dict[str, Any], folder: str, command: str, threads: int) -> str:
     """One worker's job for ``models_command`` (top level, so a spawned process can import it)."""
     import torch
@@ -142,7 +150,8 @@ def models_command(experiment: str, profile: str, where: Mapping[str, Any] | Non
     """``python -m labkit models EXPERIMENT``: train the profile's grid configs that match ``where``
     (key → value, e.g. ``{"exposures": 1000, "seed": 0}``) and keep each trained model as a file
     (``labkit.experiments.models.save_trained``) in ``out`` (default :func:`models_folder`), on the
-    profile's worker processes. Same config and seed, same weights: the files are the sweep's models."""
+    profile's worker processes. Same config and seed, same weights: the files are the sweep's models.
+    A model already in ``out`` that still loads (``models.load_trained``) is kept, so the command resumes."""
     import json
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -159,13 +168,23 @@ def models_command(experiment: str, profile: str, where: Mapping[str, Any] | Non
     flags = "".join(f" --where {k}={json.dumps(v)}" for k, v in where.items())
     command = (f".venv/bin/python -m labkit models {experiment} --profile {profile}{flags}"
                + (f" --out {out}" if out else ""))
+    from labkit.experiments.models import ModelFileError, load_trained
+
+    todo = []
+    for c in configs:  # a model already saved (and still loadable) is kept: the command resumes
+        try:
+            load_trained(c, folder)
+            print(f"kept {models_path(c, folder)}", flush=True)
+        except ModelFileError:
+            todo.append(c)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(chosen.run.processes, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max(1, min(chosen.run.processes, len(todo))), mp_context=get_context("spawn")) as pool:
         jobs = [pool.submit(_train_and_save, experiment, c, str(folder), command, chosen.run.threads)
-                for c in sorted(configs, key=module.cost, reverse=True)]
+                for c in sorted(todo, key=module.cost, reverse=True)]
         for job in jobs:
             print(f"wrote {job.result()}", flush=True)
-    print(f"{len(configs)} models of {experiment} ({profile}) in {folder}, {time.perf_counter() - t0:.0f} s")
+    print(f"{len(todo)} models of {experiment} ({profile}) trained, {len(configs) - len(todo)} kept, in {folder}, "
+          f"{time.perf_counter() - t0:.0f} s")
     return 0
 
 

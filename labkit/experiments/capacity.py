@@ -39,7 +39,7 @@ from labkit.experiments.base import (
     results_path,
     run_grid,
 )
-from labkit.experiments.models import GPT2Models, Models, TinyModels, model_config, param_count
+from labkit.experiments.models import GPT2Models, Models, TinyModels, load_trained, model_config, param_count
 from labkit.model import Transformer, count_params
 from labkit.tables import Table, table
 from labkit.train import TrainConfig, TrainHistory, steps_per_exposure
@@ -165,6 +165,25 @@ def grid(sizes: Sizes, seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
                 n_f = max(8, min(max_people(base), round(f * n)))
                 configs.append({**base, "N": n_f, **run, "seed": int(seeds[0]), "series": "plateau"})
     return configs
+
+
+def committed_configs(filters: Iterable[Iterable[tuple[str, Any]]]) -> list[dict[str, Any]]:
+    """The configs of the cpu-full grid (both seeds) that match one of ``filters`` (each a sequence of
+    ``(key, value)`` pairs, all of which must match), in the order of the filters: how later chapters name
+    the models that ``python -m labkit models capacity --profile cpu-full`` commits."""
+    from labkit.experiments import select_configs
+
+    sizes = PROFILES["cpu-full"].sizes
+    everything = grid(sizes, sizes.seeds)
+    return [c for where in filters for c in select_configs(everything, dict(where))]
+
+
+def load_committed(config: Mapping[str, Any]) -> tuple[Transformer, TokenDataset]:
+    """A committed cpu-full model (``results/models/capacity_cpu_full``, loaded with its config-hash check,
+    ``models.load_trained``) and the data it was trained on."""
+    from labkit.experiments import models_folder
+
+    return load_trained(config, models_folder(NAME, "cpu-full")), make_dataset(config)
 
 
 def recipe(config: Mapping[str, Any]) -> TrainConfig:

@@ -38,7 +38,7 @@ from labkit.batched import RunSetup
 from labkit.data.registry import data_keys, make_dataset
 from labkit.experiments import capacity
 from labkit.experiments.base import Execution, Profile, derive, load_results, regenerate_command, results_path, run_grid
-from labkit.experiments.models import TinyModels, load_trained, model_config, param_count
+from labkit.experiments.models import TinyModels, model_config, param_count
 from labkit.freeze import freeze
 from labkit.model import Transformer, count_params
 from labkit.tables import Table, table
@@ -105,11 +105,11 @@ class Expect:
 QUICK = Profile(Sizes(), Expect(), Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
     # 60 people, 4 values per attribute: the smallest run whose probes read the values (key selectivity
-    # 0.42-0.64 over seeds 0-2; with 16 values and 100 people the model stores too little to read)
+    # 0.27-0.50 over seeds 0-2; with 16 values and 100 people the model stores too little to read)
     "smoke": derive(QUICK, sizes=dict(N=60, data={"kind": "biod", "K": 8, "D": 4, "T": 16,
                                                   "name_pools": (30, 30)},
-                                      models=TinyModels(widths=(12,)), exposures=(200,), batch_size=32,
-                                      variants=("all but embeddings",), attributes=3),
+                                      models=TinyModels(widths=(12,)), exposures=(120,), batch_size=32,
+                                      variants=("all but embeddings",), attributes=2),
                     expect=dict(untrained_max=0.15), run=dict(processes=1)),
     "quick": QUICK,
     # 1000 people (2 x the capacity of d = 16 at 2 bits/param), every freezing variant at 100 and 1000
@@ -144,13 +144,7 @@ _FEW_EXPOSURES = {100: (32, 9e-3)}
 
 def saved_configs(sizes: Sizes) -> list[dict[str, Any]]:
     """Chapter 2's cpu-full configs matching each filter of ``sizes.saved``."""
-    if not sizes.saved:
-        return []
-    from labkit.experiments import select_configs
-
-    ch2 = capacity.PROFILES["cpu-full"].sizes
-    grid = capacity.grid(ch2, ch2.seeds)
-    return [c for where in sizes.saved for c in select_configs(grid, dict(where))]
+    return capacity.committed_configs(sizes.saved)
 
 
 def grid(sizes: Sizes, seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
@@ -190,7 +184,6 @@ def probe_rows(model: torch.nn.Module, dataset: Any, attributes: int, seed: int,
     token, the attribute's key token): one row per (layer, site, attribute), from ``labkit.probe``."""
     tables = []
     for k in range(attributes):
-        positions = [SITES["name"], f"{SITES['key']}_value/{k}".replace("before_value_value", "before_value")]
         positions = [SITES["name"], f"before_value/{k}"]
         table = probe.probe_table(model, dataset, positions=positions, targets=[f"value/{k}"], seed=seed,
                                   test_fraction=test_fraction, C=C, max_iter=max_iter)
@@ -245,12 +238,9 @@ class KnowledgeRun(capacity.CapacityRun):
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
         if config.get("method") != "saved":
             return super().__call__(config)
-        from labkit.experiments import models_folder
-
         t0 = time.perf_counter()
         source = dict(config["model_config"])
-        model = load_trained(source, models_folder("capacity", "cpu-full"))
-        dataset = make_dataset(source)
+        model, dataset = capacity.load_committed(source)
         m = measure.bits_learned(model, dataset, params=count_params(model, used_tokens=dataset.used_tokens()))
         return {"bits": m.bits, "R": m.bits_per_param, "params": m.params, **analyse(model, dataset, config,
                 int(source["seed"])), "wall_time": time.perf_counter() - t0}
