@@ -74,7 +74,8 @@ def test_param_jacobian_matches_autograd_per_example():
 
 def test_empirical_ntk_is_the_gram_matrix_of_the_parameter_jacobian():
     model = ntk.NTKMLP(2, 16, depth=1, seed=0)
-    x, z = torch.randn(6, 2), torch.randn(3, 2)
+    gen = torch.Generator().manual_seed(0)
+    x, z = torch.randn(6, 2, generator=gen), torch.randn(3, 2, generator=gen)
     K = ntk.empirical_ntk(model, x)
     J = _manual_jacobian(model, x).double()[:, 0]
     assert K.dtype == torch.float64 and K.shape == (6, 6)
@@ -84,7 +85,9 @@ def test_empirical_ntk_is_the_gram_matrix_of_the_parameter_jacobian():
     cross = ntk.empirical_ntk(model, z, x)
     assert cross.shape == (3, 6)
     both = ntk.empirical_ntk(model, torch.cat([z, x]))
-    assert torch.allclose(cross, both[:3, 3:], rtol=1e-10)
+    # float32 Jacobians of a batch of 3 and of 9 round differently: equal to float32 precision
+    block = both[:3, 3:]
+    assert (cross - block).abs().max() <= 1e-6 * block.abs().max()
 
 
 def test_outputs_sum_is_the_trace_of_the_full_kernel():
