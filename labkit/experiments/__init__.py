@@ -151,11 +151,15 @@ def models_command(experiment: str, profile: str, where: Mapping[str, Any] | Non
     """``python -m labkit models EXPERIMENT``: train the profile's grid configs that match ``where``
     (key → value, e.g. ``{"exposures": 1000, "seed": 0}``) and keep each trained model as a file
     (``labkit.experiments.models.save_trained``) in ``out`` (default :func:`models_folder`), on the
-    profile's worker processes. Same config and seed, same weights: the files are the sweep's models.
-    A model already in ``out`` that still loads (``models.load_trained``) is kept, so the command resumes."""
+    profile's worker processes. Same config and seed, so the same recipe and data as the sweep's run; each
+    model trains on its own (the sweep may batch seeds), so it equals the sweep's only up to float rounding
+    grown along training. A model already in ``out`` that still loads (``models.load_trained``) is kept,
+    so the command resumes."""
     import json
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
+
+    from labkit.experiments.models import ModelFileError, load_trained
 
     module, chosen, grid = _grid_of(experiment, profile)
     if not hasattr(module.run, "run_with_model"):
@@ -169,8 +173,6 @@ def models_command(experiment: str, profile: str, where: Mapping[str, Any] | Non
     flags = "".join(f" --where {k}={json.dumps(v)}" for k, v in where.items())
     command = (f".venv/bin/python -m labkit models {experiment} --profile {profile}{flags}"
                + (f" --out {out}" if out else ""))
-    from labkit.experiments.models import ModelFileError, load_trained
-
     todo = []
     for c in configs:  # a model already saved (and still loadable) is kept: the command resumes
         try:
