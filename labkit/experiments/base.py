@@ -133,6 +133,20 @@ def regenerate_command(experiment: str, profile: str, out: str | os.PathLike | N
     return f".venv/bin/python -m labkit sweep {experiment} --profile {profile} --out {rel}"
 
 
+def provenance_line(results: Mapping[str, Any] | None, experiment: str, profile: str = "cpu-full") -> str:
+    """One sentence on where an experiment's precomputed results come from (command, date, commit,
+    machine, time), or, when they are absent, the command that makes them."""
+    command = regenerate_command(experiment, profile)
+    if results is None:
+        name = results_path(experiment, profile).name
+        return f"{name} is absent: regenerate it (on an idle machine) with\n  {command}"
+    p = results["provenance"]
+    runs = len(results["records"])
+    return (f"precomputed ({p.get('profile', profile)}, {runs} runs): {p.get('command', command)}\n"
+            f"finished {p.get('finished_at')} at commit {p.get('git_commit')}, {p.get('wall_time_s')} s on "
+            f"{p.get('cpus')} CPUs ({p.get('processes')} processes), torch {p.get('torch')}")
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)

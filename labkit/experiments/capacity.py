@@ -238,6 +238,31 @@ class CapacityRun(BatchableRun):
 run = CapacityRun()
 
 
+class CommittedModelRun(CapacityRun):
+    """A capacity run that can also study a committed model instead of training one: a config with
+    ``"method": "saved"`` names a chapter 2 cpu-full config in ``"model_config"``; that model is loaded
+    (:func:`load_committed`, with its config-hash check), never batched, and measured by :meth:`saved`.
+    Every other config trains as :class:`CapacityRun` does. Subclasses (chapters 5 and 6) implement
+    :meth:`saved`."""
+
+    def saved(self, config: dict[str, Any], model: Transformer, dataset: TokenDataset,
+              params: Any) -> dict[str, Any]:
+        """The result of a ``"saved"`` config for its loaded ``model``, its training ``dataset`` and its
+        parameter count ``params`` (``count_params`` without unused embedding rows)."""
+        raise NotImplementedError(f"{type(self).__name__} does not study committed models")
+
+    def shape_key(self, config: dict[str, Any]):
+        return None if config.get("method") == "saved" else super().shape_key(config)
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        if config.get("method") != "saved":
+            return super().__call__(config)
+        t0 = time.perf_counter()
+        model, dataset = load_committed(dict(config["model_config"]))
+        params = count_params(model, used_tokens=dataset.used_tokens())
+        return {**self.saved(config, model, dataset, params), "wall_time": time.perf_counter() - t0}
+
+
 def cost(config: Mapping[str, Any]) -> float:
     """Rough relative cost of a run (items × exposures × width²), so that sweeps start long runs first."""
     return float(config.get("N", 1)) * float(config.get("exposures", 1)) * float(config.get("d_model", 1)) ** 2

@@ -37,10 +37,11 @@ from labkit import ablate, measure, probe
 from labkit.batched import RunSetup
 from labkit.data.registry import data_keys, make_dataset
 from labkit.experiments import capacity
-from labkit.experiments.base import Execution, Profile, derive, load_results, regenerate_command, results_path, run_grid
+from labkit.experiments.base import Execution, Profile, derive, load_results, results_path, run_grid
+from labkit.experiments.base import provenance_line as base_provenance_line
 from labkit.experiments.models import TinyModels, model_config, param_count
 from labkit.freeze import freeze
-from labkit.model import Transformer, count_params
+from labkit.model import Transformer
 from labkit.tables import Table, table
 from labkit.train import TrainHistory
 
@@ -212,7 +213,7 @@ def analyse(model: Transformer, dataset: Any, config: Mapping[str, Any], seed: i
             "probes_untrained": probe_rows(untrained, dataset, *options), "ablations": ablations.to_dict("records")}
 
 
-class KnowledgeRun(capacity.CapacityRun):
+class KnowledgeRun(capacity.CommittedModelRun):
     """Chapter 2's capacity run with frozen parameter groups (``config["freeze"]``), the analysis of
     the probed model in ``finish``, and the ``"saved"`` method (chapter 2's committed models, analysed
     as they are: nothing trains). Batchable like chapter 2's runs, except ``"saved"``."""
@@ -232,18 +233,10 @@ class KnowledgeRun(capacity.CapacityRun):
             out["analysis_time"] = time.perf_counter() - t0
         return out
 
-    def shape_key(self, config: dict[str, Any]):
-        return None if config.get("method") == "saved" else super().shape_key(config)
-
-    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
-        if config.get("method") != "saved":
-            return super().__call__(config)
-        t0 = time.perf_counter()
-        source = dict(config["model_config"])
-        model, dataset = capacity.load_committed(source)
-        m = measure.bits_learned(model, dataset, params=count_params(model, used_tokens=dataset.used_tokens()))
-        return {"bits": m.bits, "R": m.bits_per_param, "params": m.params, **analyse(model, dataset, config,
-                int(source["seed"])), "wall_time": time.perf_counter() - t0}
+    def saved(self, config: dict[str, Any], model: Transformer, dataset: Any, params: Any) -> dict[str, Any]:
+        m = measure.bits_learned(model, dataset, params=params)
+        return {"bits": m.bits, "R": m.bits_per_param, "params": m.params,
+                **analyse(model, dataset, config, int(config["model_config"]["seed"]))}
 
 
 #: ``run(config)``: one freezing run (probing and ablating the ``analyse`` one) or a saved model's analysis.
@@ -493,14 +486,9 @@ def precomputed(path: str | None = None) -> dict[str, Any] | None:
 
 
 def provenance_line(results: Mapping[str, Any] | None, profile: str = "cpu-full") -> str:
-    """One sentence on where precomputed results come from, or the command that makes them."""
-    command = regenerate_command(NAME, profile)
-    if results is None:
-        return f"{results_path(NAME, profile).name} is absent: regenerate it (on an idle machine) with\n  {command}"
-    p = results["provenance"]
-    return (f"precomputed ({p.get('profile', profile)}, {len(results['records'])} runs): {p.get('command', command)}\n"
-            f"finished {p.get('finished_at')} at commit {p.get('git_commit')}, {p.get('wall_time_s')} s on "
-            f"{p.get('cpus')} CPUs ({p.get('processes')} processes), torch {p.get('torch')}")
+    """Where this chapter's precomputed results come from, or the command that makes them
+    (``base.provenance_line``)."""
+    return base_provenance_line(results, NAME, profile)
 
 
 def grid_table(configs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -26,7 +26,8 @@ import torch
 from labkit import measure
 from labkit.checks import invalid
 from labkit.data.registry import make_dataset, max_people
-from labkit.experiments.base import Execution, Profile, derive, load_results, regenerate_command, results_path, run_grid
+from labkit.experiments.base import Execution, Profile, derive, load_results, results_path, run_grid
+from labkit.experiments.base import provenance_line as base_provenance_line
 from labkit.experiments.capacity import recipe
 from labkit.experiments.models import TinyModels, model_config, param_count
 from labkit.model import Transformer, count_params
@@ -585,13 +586,6 @@ def precomputed(path: str | None = None) -> dict[str, Any] | None:
 
 
 def provenance_line(results: Mapping[str, Any] | None, profile: str = "cpu-full") -> str:
-    """One sentence on where precomputed results come from (command, date, commit, machine, time), or,
-    when they are absent, the command that makes them."""
-    command = regenerate_command(NAME, profile)
-    if results is None:
-        return f"{results_path(NAME, profile).name} is absent: regenerate it (on an idle machine) with\n  {command}"
-    p = results["provenance"]
-    runs = len(results["records"])
-    return (f"precomputed ({p.get('profile', profile)}, {runs} runs): {p.get('command', command)}\n"
-            f"finished {p.get('finished_at')} at commit {p.get('git_commit')}, {p.get('wall_time_s')} s on "
-            f"{p.get('cpus')} CPUs ({p.get('processes')} processes), torch {p.get('torch')}")
+    """Where this chapter's precomputed results come from, or the command that makes them
+    (``base.provenance_line``)."""
+    return base_provenance_line(results, NAME, profile)

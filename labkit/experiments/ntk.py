@@ -33,7 +33,8 @@ import torch
 
 from labkit import ntk
 from labkit.checks import invalid
-from labkit.experiments.base import Execution, Profile, derive, load_results, regenerate_command, results_path, run_grid
+from labkit.experiments.base import Execution, Profile, derive, load_results, results_path, run_grid
+from labkit.experiments.base import provenance_line as base_provenance_line
 from labkit.tables import Table, table
 
 if TYPE_CHECKING:
@@ -1083,15 +1084,9 @@ def precomputed(path: str | None = None) -> dict[str, Any] | None:
 
 
 def provenance_line(results: Mapping[str, Any] | None, profile: str = "cpu-full") -> str:
-    """Where precomputed results come from (command, date, commit, machine, time), or, when they are
-    absent, the command that makes them."""
-    command = regenerate_command(NAME, profile)
-    if results is None:
-        return f"{results_path(NAME, profile).name} is absent: regenerate it (on an idle machine) with\n  {command}"
-    p = results["provenance"]
-    return (f"precomputed ({p.get('profile', profile)}, {len(results['records'])} runs): {p.get('command', command)}\n"
-            f"finished {p.get('finished_at')} at commit {p.get('git_commit')}, {p.get('wall_time_s')} s on "
-            f"{p.get('cpus')} CPUs ({p.get('processes')} processes), torch {p.get('torch')}")
+    """Where this chapter's precomputed results come from, or the command that makes them
+    (``base.provenance_line``)."""
+    return base_provenance_line(results, NAME, profile)
 
 
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -193,7 +193,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, schemes: Iterable[str], calib
     return rows
 
 
-class QuantizationRun(capacity.CapacityRun):
+class QuantizationRun(capacity.CommittedModelRun):
     """Chapter 2's capacity run, then every scheme of the config measured on the trained model (in
     ``finish``, with the model in hand); the ``"saved"`` method quantizes a committed chapter 2 model
     instead of training one. Batchable like chapter 2's runs, except ``"saved"``."""
@@ -206,19 +206,10 @@ class QuantizationRun(capacity.CapacityRun):
         out["quantization_time"] = time.perf_counter() - t0
         return out
 
-    def shape_key(self, config: dict[str, Any]):
-        return None if config.get("method") == "saved" else super().shape_key(config)
-
-    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
-        if config.get("method") != "saved":
-            return super().__call__(config)
-        t0 = time.perf_counter()
-        model, dataset = capacity.load_committed(dict(config["model_config"]))
-        params = count_params(model, used_tokens=dataset.used_tokens())
+    def saved(self, config: dict[str, Any], model: torch.nn.Module, dataset: Any, params: Any) -> dict[str, Any]:
         rows = evaluate(model, dataset, config["schemes"], int(config["calibration"]), params=params)
         fp32 = next(r for r in rows if r["precision"] == "fp32") if "fp32" in config["schemes"] else rows[0]
-        return {"bits": fp32["bits"], "R": fp32["R"], "params": params.total, "schemes": rows,
-                "wall_time": time.perf_counter() - t0}
+        return {"bits": fp32["bits"], "R": fp32["R"], "params": params.total, "schemes": rows}
 
 
 #: ``run(config)``: train (or load) one model and measure it at every scheme of the config.
