@@ -6,20 +6,13 @@ lab's own ``labkit.probe.control_labels`` passes the control-task checker."""
 from __future__ import annotations
 
 import itertools
-import re
 
 import torch
+from exercise_checks import rejected
 from torch.nn import functional as F
 
 from labkit import exercises, probe
 from labkit.exercises import ch05
-
-
-def _rejected(check, fn) -> str:
-    result = check(fn)
-    assert not result and result.status == "failed", result.message
-    assert re.match(r"✗ case \d+ of \d+: \w+\(", result.message), result.message
-    return result.message
 
 
 def test_the_chapter_is_registered_with_three_exercises():
@@ -45,31 +38,31 @@ def test_selectivity_wrong_answers(capsys):
         out = ch05.selectivity(accuracy, control_accuracy, chance, margin)
         return out | {"selectivity": control_accuracy - accuracy}
 
-    assert "case 1 of" in (message := _rejected(ch05.check_selectivity, backwards))
+    assert "case 1 of" in (message := rejected(ch05.check_selectivity, backwards))
     assert "['selectivity']" in message
 
     def at_least(accuracy, control_accuracy, chance, margin=0.1):  # >= instead of >
         selective, above = accuracy - control_accuracy, accuracy - chance
         return {"selectivity": selective, "above_chance": above, "readable": (above >= margin) & (selective >= margin)}
 
-    assert "case 3 of" in _rejected(ch05.check_selectivity, at_least)
+    assert "case 3 of" in rejected(ch05.check_selectivity, at_least)
 
     def selectivity_only(accuracy, control_accuracy, chance, margin=0.1):  # forgets chance
         out = ch05.selectivity(accuracy, control_accuracy, chance, margin)
         return out | {"readable": out["selectivity"] > margin}
 
-    assert "case 2 of" in _rejected(ch05.check_selectivity, selectivity_only)
+    assert "case 2 of" in rejected(ch05.check_selectivity, selectivity_only)
 
     def either(accuracy, control_accuracy, chance, margin=0.1):
         out = ch05.selectivity(accuracy, control_accuracy, chance, margin)
         return out | {"readable": (out["above_chance"] > margin) | (out["selectivity"] > margin)}
 
-    assert "['readable']" in _rejected(ch05.check_selectivity, either)
+    assert "['readable']" in rejected(ch05.check_selectivity, either)
 
     def fixed_margin(accuracy, control_accuracy, chance, margin=0.1):
         return ch05.selectivity(accuracy, control_accuracy, chance)
 
-    assert "margin=0.125" in _rejected(ch05.check_selectivity, fixed_margin)
+    assert "margin=0.125" in rejected(ch05.check_selectivity, fixed_margin)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -93,7 +86,7 @@ def test_control_labels_wrong_answers(capsys):
         generator = torch.Generator().manual_seed(seed)
         return labels[torch.randint(len(labels), labels.shape, generator=generator)]
 
-    message = _rejected(ch05.check_control_labels, per_item)
+    message = rejected(ch05.check_control_labels, per_item)
     assert "case 1 of" in message and "every item of a type" in message
 
     def uniform_over_classes(labels, types, seed):  # ignores how often each class occurs
@@ -102,14 +95,14 @@ def test_control_labels_wrong_answers(capsys):
         generator = torch.Generator().manual_seed(seed)
         return classes[torch.randint(len(classes), (len(unique),), generator=generator)][inverse]
 
-    assert "share of the types" in _rejected(ch05.check_control_labels, uniform_over_classes)
+    assert "share of the types" in rejected(ch05.check_control_labels, uniform_over_classes)
 
     def class_range(labels, types, seed):  # assumes the classes are 0..max
         unique, inverse = torch.unique(types, return_inverse=True)
         generator = torch.Generator().manual_seed(seed)
         return torch.randint(int(labels.max()) + 1, (len(unique),), generator=generator)[inverse]
 
-    message = _rejected(ch05.check_control_labels, class_range)
+    message = rejected(ch05.check_control_labels, class_range)
     assert "case 2 of" in message and "every label occurs in labels" in message
 
     calls = itertools.count()
@@ -117,19 +110,19 @@ def test_control_labels_wrong_answers(capsys):
     def fresh_randomness(labels, types, seed):  # not seeded by `seed`: another draw every call
         return ch05.control_labels(labels, types, 1000 + next(calls))
 
-    message = _rejected(ch05.check_control_labels, fresh_randomness)
+    message = rejected(ch05.check_control_labels, fresh_randomness)
     assert "case 1 of" in message and "the same seed" in message
 
     def seed_ignored(labels, types, seed):
         return ch05.control_labels(labels, types, 0)
 
-    message = _rejected(ch05.check_control_labels, seed_ignored)
+    message = rejected(ch05.check_control_labels, seed_ignored)
     assert "case 4 of" in message and "another seed" in message
 
     def always_int64(labels, types, seed):
         return ch05.control_labels(labels, types, seed).long()
 
-    message = _rejected(ch05.check_control_labels, always_int64)
+    message = rejected(ch05.check_control_labels, always_int64)
     assert "case 3 of" in message and "['dtype']" in message
 
 
@@ -142,7 +135,7 @@ def test_control_labels_that_copy_a_type_member_are_not_independent():
             out[members] = labels[members[torch.randint(len(members), (), generator=generator)]]
         return out
 
-    _rejected(ch05.check_control_labels, own_member)
+    rejected(ch05.check_control_labels, own_member)
     big = next(c for c in ch05.CONTROL_LABELS.hidden_cases() if len(torch.unique(c["types"])) >= 1000)
     found = ch05._control_properties(own_member, big)
     assert found.pop("control labels independent of the true labels") is False
@@ -204,27 +197,27 @@ def test_probe_accuracy_wrong_answers(capsys):
     def train_accuracy(features, labels, train, test, steps=200, lr=0.5, weight_decay=1e-3):
         return _probe(features, labels, train, test, steps, lr, weight_decay, scored=train)
 
-    message = _rejected(ch05.check_probe_accuracy, train_accuracy)
+    message = rejected(ch05.check_probe_accuracy, train_accuracy)
     assert "case 6 of" in message and "majority rate" in message
 
     def test_statistics(features, labels, train, test, steps=200, lr=0.5, weight_decay=1e-3):
         return _probe(features, labels, train, test, steps, lr, weight_decay, own_statistics=True)
 
-    message = _rejected(ch05.check_probe_accuracy, test_statistics)
+    message = rejected(ch05.check_probe_accuracy, test_statistics)
     assert "case 5 of" in message and "['test accuracy']" in message
 
     def no_bias(features, labels, train, test, steps=200, lr=0.5, weight_decay=1e-3):
         return _probe(features, labels, train, test, steps, lr, weight_decay, bias=False)
 
-    assert "case 4 of" in _rejected(ch05.check_probe_accuracy, no_bias)
+    assert "case 4 of" in rejected(ch05.check_probe_accuracy, no_bias)
 
     def raw_features(features, labels, train, test, steps=200, lr=0.5, weight_decay=1e-3):
         return _probe(features, labels, train, test, steps, lr, weight_decay, standardise=False)
 
-    assert "case 3 of" in _rejected(ch05.check_probe_accuracy, raw_features)
+    assert "case 3 of" in rejected(ch05.check_probe_accuracy, raw_features)
 
     def ids_as_classes(features, labels, train, test, steps=200, lr=0.5, weight_decay=1e-3):
         return _probe(features, labels, train, test, steps, lr, weight_decay, relabel=False)  # ids up to 20, K = 4
 
-    message = _rejected(ch05.check_probe_accuracy, ids_as_classes)
+    message = rejected(ch05.check_probe_accuracy, ids_as_classes)
     assert "case 2 of" in message and "raised" in message

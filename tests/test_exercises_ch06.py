@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 
 import pytest
 import torch
+from exercise_checks import rejected
 
 from labkit import exercises, quant
 from labkit.exercises import ch06
-
-
-def _rejected(check, fn) -> str:
-    result = check(fn)
-    assert not result and result.status == "failed", result.message
-    assert re.match(r"✗ case \d+ of \d+: \w+\(", result.message), result.message
-    return result.message
 
 
 def test_the_chapter_is_registered_with_three_exercises():
@@ -80,44 +73,44 @@ def _int8(w, *, divisor=127, per_column=False, rounding=torch.round, zero_scale=
 
 
 def test_int8_wrong_answers(capsys):
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, divisor=128))
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, divisor=128))
     assert "case 1 of" in message and "['q']" in message
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, divisor=255))  # the unsigned range
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, divisor=255))  # the unsigned range
     assert "case 1 of" in message and "['q']" in message
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, per_column=True))
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, per_column=True))
     assert "case 1 of" in message
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, rounding=torch.trunc))
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, rounding=torch.trunc))
     assert "case 1 of" in message and "['q']" in message
 
     def scale_slightly_off(w):  # the right integers, a scale 0.1% too small
         q, s = _int8(w)
         return q, s * (1 - 1e-3)
 
-    assert "['s']" in _rejected(ch06.check_quantize_int8, scale_slightly_off)
+    assert "['s']" in rejected(ch06.check_quantize_int8, scale_slightly_off)
     # nan on an all-zero row (0 / 0, left as floats), or a made-up scale there to avoid it
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, cast=False))
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, cast=False))
     assert "case 1 of" in message and "['q dtype'] got 'float32', expected 'int8'" in message
     found = ch06._int8_outcome(lambda w: _int8(w, cast=False), ch06.INT8_RTN.hidden_cases()[1])
     assert found["q"][1].isnan().all() and found["|q·s − w| <= s/2 everywhere"] is False
     for made_up in (1.0, 1e-8):
-        message = _rejected(ch06.check_quantize_int8, lambda w, made_up=made_up: _int8(w, zero_scale=made_up))
+        message = rejected(ch06.check_quantize_int8, lambda w, made_up=made_up: _int8(w, zero_scale=made_up))
         assert "case 2 of" in message and "['s'][1]" in message
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, rounding=lambda x: torch.floor(x + 0.5)))
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, rounding=lambda x: torch.floor(x + 0.5)))
     assert "case 3 of" in message and "['q']" in message  # halves rounded up, not to even
-    message = _rejected(ch06.check_quantize_int8,  # max(w), not max|w|: a negative largest entry is clipped
+    message = rejected(ch06.check_quantize_int8,  # max(w), not max|w|: a negative largest entry is clipped
                         lambda w: (torch.round(w / (w.amax(1, keepdim=True) / 127)).clamp(-127, 127).to(torch.int8),
                                    w.amax(1) / 127))
     assert "case 1 of" in message and "['q']" in message
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w, scale_bits=16))  # float16 scales
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w, scale_bits=16))  # float16 scales
     assert "case 1 of" in message and "['s']" in message
-    message = _rejected(ch06.check_quantize_int8, lambda w: _int8(w)[0])  # forgot to return the scales
+    message = rejected(ch06.check_quantize_int8, lambda w: _int8(w)[0])  # forgot to return the scales
     assert "['a pair (q, s)'] got False, expected True" in message
 
     def per_tensor(w):
         s = w.abs().max() / 127
         return torch.round(w / s).clamp(-127, 127).to(torch.int8), s.expand(w.shape[0]).clone()
 
-    _rejected(ch06.check_quantize_int8, per_tensor)
+    rejected(ch06.check_quantize_int8, per_tensor)
 
 
 def test_an_int8_that_changes_its_input_is_still_bounded_against_the_original(capsys):
@@ -147,7 +140,7 @@ def test_storage_matches_the_lab_and_the_statement():
 
 
 def test_storage_wrong_answers(capsys):
-    message = _rejected(ch06.check_storage_bits_per_param,  # the integers only
+    message = rejected(ch06.check_storage_bits_per_param,  # the integers only
                         lambda rows, columns, bits, group_size, scale_bits=16, zero_point=False: float(bits))
     assert "case 1 of" in message and "returned 4, expected 4.25" in message
 
@@ -155,28 +148,28 @@ def test_storage_wrong_answers(capsys):
         scales = columns * (1 if group_size is None else rows / group_size)  # one scale per column (group)
         return bits + scales * (scale_bits + (bits if zero_point else 0)) / (rows * columns)
 
-    message = _rejected(ch06.check_storage_bits_per_param, per_column)
+    message = rejected(ch06.check_storage_bits_per_param, per_column)
     assert "case 1 of" in message and "expected 4.25" in message
 
     def one_scale_per_matrix(rows, columns, bits, group_size, scale_bits=16, zero_point=False):
         return bits + (scale_bits + (bits if zero_point else 0)) / (rows * columns)
 
-    assert "case 1 of" in _rejected(ch06.check_storage_bits_per_param, one_scale_per_matrix)
+    assert "case 1 of" in rejected(ch06.check_storage_bits_per_param, one_scale_per_matrix)
 
     def no_zero_point(rows, columns, bits, group_size, scale_bits=16, zero_point=False):
         return ch06.storage_bits_per_param(rows, columns, bits, group_size, scale_bits)
 
-    assert "case 7 of" in _rejected(ch06.check_storage_bits_per_param, no_zero_point)
+    assert "case 7 of" in rejected(ch06.check_storage_bits_per_param, no_zero_point)
 
     def always_fp16_scales(rows, columns, bits, group_size, scale_bits=16, zero_point=False):
         return ch06.storage_bits_per_param(rows, columns, bits, group_size, 16, zero_point)
 
-    assert "case 9 of" in _rejected(ch06.check_storage_bits_per_param, always_fp16_scales)
+    assert "case 9 of" in rejected(ch06.check_storage_bits_per_param, always_fp16_scales)
 
     def zero_point_as_wide_as_a_scale(rows, columns, bits, group_size, scale_bits=16, zero_point=False):
         return ch06.storage_bits_per_param(rows, columns, bits, group_size, scale_bits * (1 + zero_point))
 
-    assert "case 7 of" in _rejected(ch06.check_storage_bits_per_param, zero_point_as_wide_as_a_scale)
+    assert "case 7 of" in rejected(ch06.check_storage_bits_per_param, zero_point_as_wide_as_a_scale)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,14 +194,14 @@ def test_any_fraction_is_a_valid_prediction(prediction, capsys):
     (torch.tensor(0.3), "'a Tensor, not a float'"),
 ])
 def test_predictions_that_are_not_a_fraction_fail(prediction, why, capsys):
-    message = _rejected(ch06.check_predicted_kept_int3, lambda: prediction)
+    message = rejected(ch06.check_predicted_kept_int3, lambda: prediction)
     assert message.startswith("✗ case 1 of 6: predicted_kept_int3() returned ")
     assert message.endswith(f"returned {why}, expected 'a float in [0, 1]'")
 
 
 def test_a_prediction_that_changes_from_call_to_call_fails(capsys):
     draws = itertools.count()
-    message = _rejected(ch06.check_predicted_kept_int3, lambda: 0.1 * (next(draws) % 2))
+    message = rejected(ch06.check_predicted_kept_int3, lambda: 0.1 * (next(draws) % 2))
     assert "case 1 of 6" in message and "on a second call" in message
 
 

@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 
 import pytest
+from exercise_checks import rejected
 
 from labkit import exercises
 from labkit.data.cfg import Grammar
 from labkit.exercises import ch10
-
-
-def _rejected(check, fn) -> str:
-    result = check(fn)
-    assert not result and result.status == "failed", result.message
-    assert re.match(r"✗ case \d+ of \d+: \w+\(", result.message), result.message
-    return result.message
 
 
 def test_the_chapter_is_registered_with_three_exercises():
@@ -92,20 +85,20 @@ def _binary_only(rules, root, tokens):  # a rule's third and fourth symbols are 
 
 
 def test_membership_wrong_answers(capsys):
-    message = _rejected(ch10.check_accepts, _greedy)  # A takes 0 1 and leaves B nothing
+    message = rejected(ch10.check_accepts, _greedy)  # A takes 0 1 and leaves B nothing
     assert "case 2 of" in message and "tokens=[0, 1]) returned False, expected True" in message
-    message = _rejected(ch10.check_accepts, lambda rules, root, tokens: _greedy(rules, root, tokens, reverse=True))
+    message = rejected(ch10.check_accepts, lambda rules, root, tokens: _greedy(rules, root, tokens, reverse=True))
     assert "case 4 of" in message and "tokens=[0, 1, 1, 1]) returned False, expected True" in message
-    message = _rejected(ch10.check_accepts, _any_symbol_accepts)  # B derives 1 1
+    message = rejected(ch10.check_accepts, _any_symbol_accepts)  # B derives 1 1
     assert "case 3 of" in message and "tokens=[1, 1]) returned True, expected False" in message
-    message = _rejected(ch10.check_accepts,  # the first key of the dict is not the root
+    message = rejected(ch10.check_accepts,  # the first key of the dict is not the root
                         lambda rules, root, tokens: ch10.accepts(rules, next(iter(rules)), tokens))
     assert "case 1 of" in message
-    message = _rejected(ch10.check_accepts, _prefix_accepts)
+    message = rejected(ch10.check_accepts, _prefix_accepts)
     assert "case 5 of" in message and "returned True, expected False" in message
-    message = _rejected(ch10.check_accepts, _binary_only)
+    message = rejected(ch10.check_accepts, _binary_only)
     assert "case 10 of" in message and "tokens=[0, 1, 1, 0, ... (5 items)]) returned False, expected True" in message
-    message = _rejected(ch10.check_accepts, lambda rules, root, tokens: 1 if ch10.accepts(rules, root, tokens) else 0)
+    message = rejected(ch10.check_accepts, lambda rules, root, tokens: 1 if ch10.accepts(rules, root, tokens) else 0)
     assert "case 1 of" in message and "returned 1, expected True" in message  # a bool, not an int
 
 
@@ -159,13 +152,13 @@ def _product_of_distinct_counts(rules, root):
 
 
 def test_count_wrong_answers(capsys):
-    message = _rejected(ch10.check_count_strings, _derivations)
+    message = rejected(ch10.check_count_strings, _derivations)
     assert "case 1 of" in message and "returned 8, expected 7 (exactly)" in message
-    message = _rejected(ch10.check_count_strings, _distinct_per_rule)
+    message = rejected(ch10.check_count_strings, _distinct_per_rule)
     assert "case 2 of" in message and "returned 2, expected 1 (exactly)" in message
-    message = _rejected(ch10.check_count_strings, _product_of_distinct_counts)
+    message = rejected(ch10.check_count_strings, _product_of_distinct_counts)
     assert "case 1 of" in message and "returned 8, expected 7" in message
-    message = _rejected(ch10.check_count_strings, lambda rules, root: float(_derivations(rules, root)))
+    message = rejected(ch10.check_count_strings, lambda rules, root: float(_derivations(rules, root)))
     assert "case 1 of" in message
     assert ch10.check_count_strings(lambda rules, root: float(ch10.count_strings(rules, root)))  # 7.0 is 7
 
@@ -196,14 +189,14 @@ def test_any_ranking_of_the_five_is_valid(ranking, capsys):
     (3, "'an int, not a list of names'"),
 ])
 def test_rankings_that_are_not_the_five_once_fail(ranking, why, capsys):
-    message = _rejected(ch10.check_predicted_ranking, lambda: ranking)
+    message = rejected(ch10.check_predicted_ranking, lambda: ranking)
     assert message.startswith("✗ case 1 of 6: predicted_ranking() returned ")
     assert message.endswith(f"returned {why}, expected 'a ranking of all 5 variants, each once'")
 
 
 def test_a_ranking_that_changes_from_call_to_call_fails(capsys):
     orders = itertools.cycle([list(ch10.VARIANTS), list(reversed(ch10.VARIANTS))])
-    message = _rejected(ch10.check_predicted_ranking, lambda: next(orders))
+    message = rejected(ch10.check_predicted_ranking, lambda: next(orders))
     assert "case 1 of 6" in message and "on a second call" in message
 
 

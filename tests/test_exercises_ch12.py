@@ -4,19 +4,12 @@ case, and the references are the lab's own tools (torch.func, labkit.ntk, the ch
 from __future__ import annotations
 
 import math
-import re
 
 import torch
+from exercise_checks import rejected
 
 from labkit import exercises
 from labkit.exercises import ch12
-
-
-def _rejected(check, fn) -> str:
-    result = check(fn)
-    assert not result and result.status == "failed", result.message
-    assert re.match(r"✗ case \d+ of \d+: \w+\(", result.message), result.message
-    return result.message
 
 
 def test_the_appendix_is_registered_with_three_exercises():
@@ -40,10 +33,10 @@ def test_polar_jacobian_wrong_answers(capsys):
         return torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]],
                             dtype=torch.float64)
 
-    assert "polar_jacobian(r=" in _rejected(ch12.check_polar_jacobian, transposed)
-    _rejected(ch12.check_polar_jacobian, forgot_r)  # right only where r = 1
-    _rejected(ch12.check_polar_jacobian, lambda r, theta: torch.zeros(2, 2, dtype=torch.float64))
-    _rejected(ch12.check_polar_jacobian, lambda r, theta: ch12.polar_jacobian(r, theta)[0])  # one row: wrong shape
+    assert "polar_jacobian(r=" in rejected(ch12.check_polar_jacobian, transposed)
+    rejected(ch12.check_polar_jacobian, forgot_r)  # right only where r = 1
+    rejected(ch12.check_polar_jacobian, lambda r, theta: torch.zeros(2, 2, dtype=torch.float64))
+    rejected(ch12.check_polar_jacobian, lambda r, theta: ch12.polar_jacobian(r, theta)[0])  # one row: wrong shape
 
 
 def test_one_unit_ntk_wrong_answers(capsys):
@@ -61,7 +54,7 @@ def test_one_unit_ntk_wrong_answers(capsys):
         return torch.outer(torch.tanh(w * x + b), torch.tanh(w * x2 + b))
 
     for wrong in (no_bias_term, a_not_squared, only_the_output_weight):
-        _rejected(ch12.check_one_unit_ntk, wrong)
+        rejected(ch12.check_one_unit_ntk, wrong)
 
 
 def test_one_unit_ntk_reference_is_the_lab_empirical_ntk():
@@ -86,6 +79,6 @@ def test_predict_lazy_width_wrong_answers(capsys):
         return widths[0] * (changes[0] / target) ** 2
 
     for wrong in (linear_fit, last_two_points, sqrt_law):
-        _rejected(ch12.check_predict_lazy_width, wrong)
+        rejected(ch12.check_predict_lazy_width, wrong)
     assert ch12.predict_lazy_width([16, 64, 256, 1024], [0.4, 0.1, 0.025, 0.00625]) == 64.0 or math.isclose(
         ch12.predict_lazy_width([16, 64, 256, 1024], [0.4, 0.1, 0.025, 0.00625]), 64.0, rel_tol=1e-9)
