@@ -166,6 +166,13 @@ def _learned(terms: Mapping[str, float]) -> BitsLearned:
     return BitsLearned(bits=sum(clipped.values()), breakdown=clipped, unclipped={k: float(v) for k, v in terms.items()})
 
 
+def values_bits(log2_S: float, loss: float) -> BitsLearned:
+    """Bits a model holds of values whose information is ``log2_S`` bits (summed over items), from the
+    summed loss ``loss`` (nats) of those values: Def 4.3's value term ``log2 S - p/ln2`` without a name
+    term (QA answers, labkit.data.extraction). A model at the marginal scores 0."""
+    return _learned({"values": float(log2_S) - float(loss) / LN2})
+
+
 def bios_bits(N: int, p1: float, p2: float, N0: int = N0_BIOS, *, log2_S0: float = LOG2_S0) -> BitsLearned:
     """Bits learned on bioS(N), Part 3.3 Def 4.3: ``N·(log2 N0 - p1/ln2) + N·(log2 S0 - p2/ln2)``.
 

@@ -548,3 +548,20 @@ def train(
         bar.close()
         model.train(was_training)
     return history
+
+
+def finetune(pretrained: nn.Module, dataset: TokenDataset, config: TrainConfig | None = None, *,
+             device: str | torch.device = "auto", progress: bool = False, **recipe: Any
+             ) -> tuple[nn.Module, TrainHistory]:
+    """A copy of ``pretrained`` trained further on ``dataset`` with the recipe ``config`` (``recipe``:
+    changes to it), and its history; ``pretrained`` itself is left untouched.
+
+    Why a copy: one pretrained model serves several finetunings (and is probed as it was pretrained),
+    as in Part 3.1's pretrain-then-finetune protocol (allenzhu2023part31). The loss is the dataset's
+    ``loss_mask``: for QA data (``labkit.data.extraction.QAData``) the answers only. The schedule
+    (warmup, cosine decay) restarts: a finetuning is a training run of its own.
+    """
+    import copy
+
+    model = copy.deepcopy(pretrained)
+    return model, train(model, dataset, config, device=device, progress=progress, **recipe)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
+from labkit.tokenizer import PAD_ID
+
 if TYPE_CHECKING:
     from labkit.info import BitsLearned
 
@@ -89,3 +91,22 @@ class StaticDataset:
     def used_tokens(self) -> torch.Tensor:
         """Sorted ids of the tokens that occur in the records."""
         return torch.unique(self.exposure(0).tokens)
+
+
+def concat_batches(batches: list[TokenBatch] | tuple[TokenBatch, ...]) -> TokenBatch:
+    """The rows of several batches, in order, padded to the longest (PAD, no loss).
+
+    Spans: those every batch has (a span missing from one batch would have no value for its rows), with
+    each batch's positions unchanged, since padding only adds columns at the end.
+    """
+    if not batches:
+        raise ValueError("batches=[] is not valid; allowed: one or more TokenBatch")
+    width = max(b.tokens.shape[1] for b in batches)
+
+    def padded(t: torch.Tensor, value: int | bool) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    shared = [name for name in batches[0].spans if all(name in b.spans for b in batches)]
+    return TokenBatch(torch.cat([padded(b.tokens, PAD_ID) for b in batches]),
+                      torch.cat([padded(b.loss_mask, False) for b in batches]),
+                      {name: torch.cat([b.spans[name] for b in batches]) for name in shared})

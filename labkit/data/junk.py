@@ -33,7 +33,7 @@ import torch
 
 from labkit.checks import check_choice, check_int, check_positive
 from labkit.data import loss_mask, rng_for
-from labkit.data.base import StaticDataset, TokenBatch
+from labkit.data.base import StaticDataset, TokenBatch, concat_batches
 from labkit.data.biod import BioD
 from labkit.info import BitsLearned
 from labkit.tokenizer import PAD_ID
@@ -143,15 +143,8 @@ class JunkMixture:
         junk = self._junk_tokens(index)
         if junk is None:
             return TokenBatch(useful.tokens, useful.loss_mask, {})
-        width = max(useful.tokens.shape[1], junk.shape[1])
-
-        def padded(t: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=PAD_ID)
-
-        junk_mask = loss_mask(junk)
-        tokens = torch.cat([padded(useful.tokens), padded(junk)])
-        mask = torch.cat([padded(useful.loss_mask), padded(junk_mask)]).bool()
-        return TokenBatch(tokens, mask, {})
+        return concat_batches([TokenBatch(useful.tokens, useful.loss_mask, {}),
+                               TokenBatch(junk, loss_mask(junk), {})])
 
     def used_tokens(self) -> torch.Tensor:
         """Every token id that occurs: the useful records', the junk's and the domain token."""

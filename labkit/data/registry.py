@@ -8,7 +8,8 @@ never switch on the kind themselves, and a new kind is one entry here.
 Spec keys by kind (defaults in brackets):
 
 - ``biod``: ``K, C [1], D, L [1], T, name_pools [400, 400, 1000]`` (bioD of Part 3.3).
-- ``bios``: ``mode ["fresh"]`` (synthetic biographies of Parts 3.1-3.3).
+- ``bios``: ``mode ["fresh"]``, ``multi [1]``, ``permute [null: on in fresh mode]``, ``name_pools
+  [400, 400, 1000]`` (synthetic biographies of Parts 3.1-3.3; ``multi``/``permute``: Part 3.1's augmentations).
 - ``uniform``: ``S, V, key_base [10]`` (uniformly random key → value libraries).
 - ``biod_junk``: bioD's keys plus ``junk ["fresh"]`` (``none``, ``fresh``, ``repetitive``),
   ``junk_ratio [7]``, ``domain_token [false]``, ``repetitive_size [16]`` (bioD mixed with junk,
@@ -68,8 +69,24 @@ def _junk(spec: Mapping[str, Any], n: int, seed: int) -> TokenDataset:
 
 def _bios_context(spec: Mapping[str, Any], dataset: TokenDataset) -> int:
     """Renderings vary in length: twice the longest of a few renderings of a sample (rotary: no cost)."""
-    sample = bios.BioS(min(dataset.n_items, 2000), dataset.seed, mode=dataset.mode)
+    sample = _bios(spec, min(dataset.n_items, 2000), dataset.seed)
     return 2 * max(int(sample.exposure(e).tokens.shape[1]) for e in range(4))
+
+
+def _bios_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    permute = spec.get("permute")
+    return {"data": "bios", "mode": str(spec.get("mode", "fresh")), "multi": int(spec.get("multi", 1)),
+            "permute": None if permute is None else bool(permute),
+            "name_pools": [int(p) for p in spec.get("name_pools", info.BIOS_NAME_POOLS)]}
+
+
+def _bios(spec: Mapping[str, Any], n: int, seed: int) -> bios.BioS:
+    k = _bios_keys(spec)
+    if len(k["name_pools"]) != 3:
+        raise invalid("name_pools", k["name_pools"], "three sizes: first, middle and last names")
+    first, middle, last = k["name_pools"]
+    pools = bios.Pools.load(first=first, middle=middle, last=last)
+    return bios.BioS(n, seed, mode=k["mode"], multi=k["multi"], permute=k["permute"], pools=pools)
 
 
 def _uniform_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,10 +131,10 @@ KINDS: dict[str, DataKind] = {
         keys=_junk_keys,
     ),
     "bios": DataKind(
-        build=lambda spec, n, seed: bios.BioS(n, seed, mode=spec.get("mode", "fresh")),
-        max_people=lambda spec: info.N0_BIOS,  # distinct full names
+        build=_bios,
+        max_people=lambda spec: math.prod(_bios_keys(spec)["name_pools"]),  # distinct full names
         context=_bios_context,
-        keys=lambda spec: {"data": "bios", "mode": str(spec.get("mode", "fresh"))},
+        keys=_bios_keys,
     ),
     "uniform": DataKind(
         build=lambda spec, n, seed: uniform.sample(n, int(spec["S"]), int(spec["V"]), seed=seed,

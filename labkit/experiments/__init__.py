@@ -27,6 +27,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "knowledge": ("labkit.experiments.knowledge", "05_where_knowledge_lives"),
     "quantization": ("labkit.experiments.quantization", "06_quantization"),
     "junk": ("labkit.experiments.junk", "07_junk_data"),
+    "extraction": ("labkit.experiments.extraction", "08_knowledge_extraction"),
     "grammars": ("labkit.experiments.grammars", "10_hierarchical_structure"),
     "ntk": ("labkit.experiments.ntk", "12_ntk_appendix"),
 }
