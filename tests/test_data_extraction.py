@@ -148,3 +148,16 @@ def test_concat_batches_pads_and_keeps_shared_spans():
     assert set(c.spans) == {"x"} and c.spans["x"].tolist() == [[1, 2], [2, 4]]
     with raises_invalid("batches"):
         concat_batches([])
+
+
+def test_registry_builds_augmented_bios_with_smaller_name_pools():
+    from labkit.data.registry import context_length, data_keys, make_dataset
+
+    keys = data_keys({"kind": "bios", "mode": "single", "multi": 5, "permute": True, "name_pools": [20, 20, 20]})
+    assert keys == {"data": "bios", "mode": "single", "multi": 5, "permute": True, "name_pools": [20, 20, 20]}
+    data = make_dataset({**keys, "N": 30, "seed": 4})
+    assert (data.multi, data.permute, data.pools.n_names, data.seed) == (5, True, 8000, 4)
+    assert context_length({**keys, "N": 30}, data) >= data.exposure(0).tokens.shape[1]
+    assert data_keys({"kind": "bios"})["name_pools"] == [400, 400, 1000]
+    with raises_invalid("name_pools"):
+        make_dataset({**keys, "name_pools": [20, 20], "N": 5})

@@ -11,7 +11,7 @@ import importlib
 from labkit.exercises.check import Exercise
 
 #: The chapters that have exercises (the module of chapter n is ``labkit.exercises.ch{n:02d}``).
-CHAPTERS = (0, 1, 2, 3, 4, 5, 6, 7, 10, 12)
+CHAPTERS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12)
 
 
 def exercises(chapter: int) -> list[Exercise]:

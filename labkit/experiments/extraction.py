@@ -38,13 +38,14 @@ import torch
 from labkit import probe
 from labkit.batched import BatchableRun, RunSetup
 from labkit.checks import invalid
+from labkit.data.base import TokenBatch
 from labkit.data.bios import N_DAYS, N_YEARS, BioS
 from labkit.data.extraction import QA_ATTRIBUTES, CelebrityBioS, MixedData, PeopleSplit, QAData
 from labkit.data.registry import data_keys, make_dataset
 from labkit.experiments.base import Execution, Profile, derive, load_results, results_path, run_grid
 from labkit.experiments.base import provenance_line as base_provenance_line
 from labkit.experiments.models import load_trained, model_config
-from labkit.generate import answer_correct, qa_accuracy
+from labkit.generate import answer_correct, greedy, qa_accuracy
 from labkit.model import Transformer
 from labkit.tables import Table, table
 from labkit.tokenizer import BOS_ID
@@ -135,27 +136,31 @@ class Expect:
     """The claim cell's thresholds: augmented minus single held-out QA accuracy at least ``margin``;
     the single and augmented models reproduce at least ``memorized_min`` of the test half's attribute
     values in their biographies (storage works, so a failure is extraction); mixed training at least
-    ``mixed_min`` above single; Q-probing (last layer, mean over attributes) at least ``q_margin``
-    higher after augmented pretraining than after single."""
+    ``mixed_min`` above single; every protocol answers at least ``train_min``
+    of the training half's questions (the QA format is learned, so a test failure is not a failed
+    finetuning)."""
 
     margin: float = 0.2
     memorized_min: float = 0.8
-    mixed_min: float = 0.0
-    q_margin: float = 0.05
+    mixed_min: float = 0.04
+    train_min: float = 0.9
 
 
-QUICK = Profile(Sizes(method="saved"), Expect(), Execution(processes=2, threads=1))
+# quick also probes the celebrity model, celebrities and minority apart (the cpu-full run did not)
+QUICK = Profile(Sizes(method="saved", probed=("single", "augmented", "celebrity")), Expect(),
+                Execution(processes=2, threads=1))
 PROFILES: dict[str, Profile[Sizes, Expect]] = {
     # 40 people, 8-wide model, 30 exposures: exercises every step in seconds; asserts only storage
     "smoke": derive(QUICK, sizes=dict(N=40, name_pools=(20, 20, 20), d_model=16, n_head=2, exposures=30,
                                       batch_size=16, lr=1e-2, finetune_exposures=4, probe_iterations=10,
                                       protocols=("single", "augmented"), method="train"),
-                    expect=dict(margin=-1.0, memorized_min=0.0, q_margin=-1.0, mixed_min=-1.0),
+                    expect=dict(margin=-1.0, memorized_min=0.0, mixed_min=-1.0, train_min=0.0),
                     run=dict(processes=1)),
     # the cpu-full pretrained models (committed), finetuned and probed here
     "quick": QUICK,
     # every protocol trained, 2 seeds, and the scale search of single vs augmented
     "cpu-full": derive(QUICK, sizes=dict(method="train", seeds=(0, 1), probe_iterations=100, keep_models=True,
+                                         probed=("single", "augmented"),
                                          scale=((100, 300), (200, 300), (400, 100)))),
     "full": derive(QUICK, sizes=dict(N=20_000, d_model=256, n_layer=8, n_head=8, exposures=540, batch_size=128,
                                      lr=1e-3, finetune_exposures=50, method="train", seeds=(0,),
@@ -209,6 +214,9 @@ def grid(sizes: Sizes, seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
     augmented at each ``scale`` pair, seed 0 only (``series: "scale"``). With ``method="saved"`` each main
     config instead names the cpu-full config whose committed pretrained model it loads."""
     configs = []
+    if sizes.method == "saved" and any(seed != 0 for seed in seeds):
+        raise invalid("seed", [s for s in seeds if s != 0][0], "0 with method='saved' (the committed pretrained "
+                      "models are seed 0's; profiles smoke and cpu-full pretrain other seeds)")
     for seed in seeds:
         for protocol in sizes.protocols:
             pretrain = train_config(sizes, protocol, sizes.N, sizes.exposures, seed, "main")
@@ -250,10 +258,8 @@ def probe_labels(bios: BioS) -> dict[str, torch.Tensor]:
     return labels
 
 
-def bare_names(bios: BioS) -> Any:
+def bare_names(bios: BioS) -> TokenBatch:
     """Every person's full name alone, ``[BOS, first, middle, last]`` (Q-probing's input), span "name"."""
-    from labkit.data.base import TokenBatch
-
     names = [bios.tokenizer.encode(bios.people.full_name(i)) for i in range(bios.n_items)]
     width = max(map(len, names))
     tokens = torch.zeros(len(names), 1 + width, dtype=torch.int64)
@@ -263,23 +269,42 @@ def bare_names(bios: BioS) -> Any:
     return TokenBatch(tokens, torch.zeros_like(tokens, dtype=torch.bool), {"name": span})
 
 
-def probe_rows(model: Transformer, bios: BioS, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Part 3.1's probes on the last layer, one row per (site, position, attribute) with
-    ``labkit.probe.probe_table``'s columns plus ``site``: P-probing of each attribute at the token before
-    it in a canonical-order biography and at the token before the first attribute (right after the
-    name's sentence opening), and Q-probing of each attribute at the bare name's last token."""
+def rows_of(batch: TokenBatch, people: np.ndarray | Sequence[int]) -> TokenBatch:
+    """The records of ``people`` (row i is person i) of a batch, in that order."""
+    rows = torch.as_tensor(np.asarray(people, dtype=np.int64))
+    return TokenBatch(batch.tokens[rows], batch.loss_mask[rows], {k: v[rows] for k, v in batch.spans.items()})
+
+
+def probe_groups(protocol: str, split: PeopleSplit) -> dict[str, np.ndarray]:
+    """Whom the probes of a protocol's model read: everyone; the celebrity model's celebrities and
+    minority apart (their biographies differ, so might where their knowledge sits)."""
+    if PROTOCOLS[protocol].augmented == "celebrities":
+        return {"celebrities": split.train, "minority": split.test}
+    return {"everyone": np.arange(split.N)}
+
+
+def probe_rows(model: Transformer, bios: BioS, config: Mapping[str, Any],
+               groups: Mapping[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Part 3.1's probes on the last layer, one row per (group, site, position, attribute) with
+    ``labkit.probe.probe_table``'s columns plus ``site`` and ``group``: P-probing of each attribute at
+    the token before it in a canonical-order biography and at the token before the first attribute (right
+    after the name's sentence opening), and Q-probing of each attribute at the bare name's last token.
+    Each group of ``groups`` (default: everyone) is probed on its own people (its own train/test split)."""
     canonical = BioS(bios.n_items, bios.seed, mode="single", permute=False, pools=bios.pools).exposure(0)
     names = bare_names(bios)
     labels = probe_labels(bios)
     kwargs = {"seed": int(config["seed"]), "test_fraction": float(config["test_fraction"]), "C": float(config["C"]),
               "max_iter": int(config["probe_iterations"]), "layers": [model.cfg.n_layer - 1]}
     tables = []
-    for a in QA_ATTRIBUTES:
-        positions = list(dict.fromkeys([f"before_value/{a}", f"before_value/{QA_ATTRIBUTES[0]}"]))
-        tables.append(probe.probe_table(model, canonical, positions=positions, targets={a: labels[a]}, **kwargs)
-                      .assign(site="P"))
-        tables.append(probe.probe_table(model, names, positions=["name_last"], targets={a: labels[a]}, **kwargs)
-                      .assign(site="Q"))
+    for group, people in (groups or {"everyone": np.arange(bios.n_items)}).items():
+        bio, name = rows_of(canonical, people), rows_of(names, people)
+        for a in QA_ATTRIBUTES:
+            target = {a: labels[a][torch.as_tensor(np.asarray(people, dtype=np.int64))]}
+            positions = list(dict.fromkeys([f"before_value/{a}", f"before_value/{QA_ATTRIBUTES[0]}"]))
+            tables.append(probe.probe_table(model, bio, positions=positions, targets=target, **kwargs)
+                          .assign(site="P", group=group))
+            tables.append(probe.probe_table(model, name, positions=["name_last"], targets=target, **kwargs)
+                          .assign(site="Q", group=group))
     return pd.concat(tables, ignore_index=True).to_dict("records")
 
 
@@ -287,15 +312,26 @@ def memorized(model: Transformer, pretraining: Any, people: np.ndarray, renderin
     """Per attribute, the fraction of ``people``'s values that greedy decoding reproduces inside their
     biographies (every one of the first ``renderings`` exposures counted): whether the model stores them."""
     out: dict[str, list[float]] = {a: [] for a in QA_ATTRIBUTES}
-    rows = torch.as_tensor(people)
     for e in range(renderings):
-        batch = pretraining.exposure(e)
-        from labkit.data.base import TokenBatch
-
-        sub = TokenBatch(batch.tokens[rows], batch.loss_mask[rows], {k: v[rows] for k, v in batch.spans.items()})
+        sub = rows_of(pretraining.exposure(e), people)
         for a in QA_ATTRIBUTES:
             out[a].append(float(answer_correct(model, sub, f"value/{a}").double().mean()))
     return {a: float(np.mean(v)) for a, v in out.items()}
+
+
+def answer_examples(model: Transformer, bios: BioS, people: Sequence[int]) -> list[dict[str, Any]]:
+    """The model's greedy answers (generated, as text) to the six questions about ``people``."""
+    qa = QAData(bios, people)
+    batch = qa.exposure(0)
+    start = batch.spans["answer"][:, 0].tolist()
+    prompts = [batch.tokens[i, : start[i]].tolist() for i in range(qa.n_items)]
+    stop = bios.tokenizer.encode(".")
+    generated = greedy(model, prompts, max_new_tokens=12, stop=stop)
+    decode = bios.tokenizer.decode
+    return [{"person": int(qa.person_of_row[i]), "attribute": qa.attributes[qa.attribute_of_row[i]],
+             "question": decode(prompts[i][1:]), "answer": decode([t for t in generated[i] if t not in stop]),
+             "truth": bios.people.value(qa.attributes[qa.attribute_of_row[i]], int(qa.person_of_row[i]))}
+            for i in range(qa.n_items)]
 
 
 class ExtractionRun(BatchableRun):
@@ -334,7 +370,7 @@ class ExtractionRun(BatchableRun):
         stored = memorized(model, data if augmented else bios, split.test, int(pretrain["multi"]) if augmented else 1)
         out: dict[str, Any] = {"memorized_test": stored, "information_bits": bios.information_bits()}
         if config.get("probe"):
-            out["probes"] = probe_rows(model, bios, config)
+            out["probes"] = probe_rows(model, bios, config, probe_groups(pretrain["protocol"], split))
         answering = model
         if protocol.finetunes:
             recipe = TrainConfig(exposures=int(config["finetune_exposures"]), lr=float(config["finetune_lr"]),
@@ -345,6 +381,7 @@ class ExtractionRun(BatchableRun):
                                "wall_time": tuned.wall_time}
         out["qa_train"] = qa_accuracy(answering, QAData(bios, split.train))
         out["qa_test"] = qa_accuracy(answering, QAData(bios, split.test))
+        out["answers"] = answer_examples(answering, bios, split.test[:2])
         out["measure_time"] = time.perf_counter() - t0
         return out
 
@@ -381,6 +418,19 @@ def cost(config: Mapping[str, Any]) -> float:
         return float(pretrain["N"]) * float(config["finetune_exposures"]) * float(pretrain["d_model"]) ** 2
     records = 4.0 if config["protocol"] == "mixed" else 1.0  # 3 QA pairs per person ride along
     return float(config["N"]) * records * float(config["exposures"]) * float(config["d_model"]) ** 2
+
+
+def trained_records(config: Mapping[str, Any]) -> float:
+    """Records a run trains on, for ``labkit.experiments.costs``: pretraining's N per exposure (mixed
+    training: N biographies + 3N QA pairs), plus the finetuning's 3N QA pairs per finetuning exposure; a
+    saved run only finetunes. QA pairs count as biographies there (they are about a third as long), so
+    the FLOPs are an upper bound."""
+    pre = config["model_config"] if config.get("method") == "saved" else config
+    N = float(pre["N"])
+    finetuning = 3 * N * float(config["finetune_exposures"]) if PROTOCOLS[pre["protocol"]].finetunes else 0.0
+    if config.get("method") == "saved":
+        return finetuning
+    return N * (4 if pre["protocol"] == "mixed" else 1) * float(pre["exposures"]) + finetuning
 
 
 def sweep(profile: Profile[Sizes, Expect], seed: int = 0, results_dir: str | None = None, **kwargs: Any):
@@ -445,13 +495,16 @@ def attributes_table(records: Iterable[Mapping[str, Any]], half: str = "qa_test"
 
 
 def probes_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Probe rows of every probed run, with ``protocol``, ``seed``, ``layer`` and ``attribute`` (the
-    target); P rows also name the ``position``'s attribute."""
+    """Probe rows of every probed run, with ``protocol`` (``"<protocol>: <group>"`` for a group other
+    than everyone), ``seed``, ``layer``, ``attribute`` (the target) and ``read_at`` (a P row's position's
+    attribute, "name" for Q)."""
     rows = []
     for r in records:
         for row in r["result"].get("probes", []):
             pre = _pretrain_config(r)
-            rows.append({**row, "protocol": pre["protocol"], "seed": pre["seed"], "attribute": row["target"],
+            group = row.get("group", "everyone")
+            probed = pre["protocol"] if group == "everyone" else f"{pre['protocol']}: {group}"
+            rows.append({**row, "protocol": probed, "seed": pre["seed"], "attribute": row["target"],
                          "layer": "embedding" if row["hook"] == "hook_embed" else
                          f"block {row['hook'].split('.')[1]}",
                          "read_at": row["position"].removeprefix("before_value/") if row["site"] == "P" else "name"})
@@ -501,33 +554,38 @@ def checks(records: Sequence[Mapping[str, Any]], expect: Expect) -> list[dict[st
         if value is not None:
             rows.append({"check": f"{name}: test half's values reproduced in its biographies ≥ "
                                   f"{expect.memorized_min:g}", "lab": value, "holds": value >= expect.memorized_min})
+    if len(runs):
+        worst = runs.groupby("protocol", sort=False)["train"].mean()
+        rows.append({"check": f"every protocol answers ≥ {expect.train_min:g} of the training half", "lab":
+                     float(worst.min()), "holds": float(worst.min()) >= expect.train_min})
     mixed = _mean(runs, "mixed")
     if mixed is not None and single is not None:
         rows.append({"check": f"held-out QA: mixed − single ≥ {expect.mixed_min:g}", "lab": mixed - single,
                      "holds": mixed - single >= expect.mixed_min})
-    means = probe_means(records)
-    if len(means):
-        q = means[means.site == "Q (bare name)"].set_index("protocol")["accuracy"]
-        if {"single", "augmented"} <= set(q.index):
-            gap = float(q["augmented"] - q["single"])
-            rows.append({"check": f"Q-probing (last layer): augmented − single ≥ {expect.q_margin:g}", "lab": gap,
-                         "holds": gap >= expect.q_margin})
     return rows
 
 
 def claims(records: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-    """Part 3.1's held-out QA accuracies next to ours, for ``labkit.tables.paper_vs_lab``. The paper's
-    scale is 100k people and GPT-2-sized models; "reproduces" here means the direction: single below
-    20%, the other protocols above the single protocol's accuracy."""
+    """Part 3.1's held-out QA accuracies next to ours, for ``labkit.tables.paper_vs_lab``, and its
+    Q-probing contrast. The paper's scale is 100k people and GPT-2-sized models; "reproduces" here
+    means the direction, clearly: single below 20%, the other protocols at least 10 points above it,
+    Q-probing at least 0.05 higher after augmentation."""
     runs = protocols_table(records or [])
     single = _mean(runs, "single")
     rows = []
     for name, protocol in PROTOCOLS.items():
         lab = _mean(runs, name)
-        expect = (0.0, 0.2) if name == "single" else ((single or 0.0) + 1e-9, 1.0)
-        rows.append({"claim": f"{protocol.label}: held-out QA accuracy", "paper": f"{protocol.paper:g}%",
-                     "lab": lab, "expect": expect,
-                     "note": "below 20%" if name == "single" else "above the single protocol"})
+        expect = (0.0, 0.2) if name == "single" else ((single or 0.0) + 0.1, 1.0)
+        rows.append({"claim": f"{protocol.label}: held-out QA accuracy", "paper": protocol.paper / 100,
+                     "lab": lab, "expect": expect, "fmt": ".1%",
+                     "note": "below 20%" if name == "single" else "≥ 10 points above single"})
+    means = probe_means(records or [])
+    q = means[means.site == "Q (bare name)"].set_index("protocol") if len(means) else None
+    gap = (float(q.accuracy["augmented"] - q.accuracy["single"])
+           if q is not None and {"single", "augmented"} <= set(q.index) else None)
+    rows.append({"claim": "Q-probing at the bare name, last layer: augmented − single (mean of 6 attributes)",
+                 "paper": "≈ +0.9 (≈ 100% vs low)", "lab": gap, "expect": (0.05, None), "fmt": "+.2f",
+                 "note": "reproduces when ≥ +0.05"})
     return rows
 
 
@@ -563,10 +621,65 @@ def probes_view(records: Iterable[Mapping[str, Any]]) -> Table:
     if not len(s):
         return table(s)
     wide = s.pivot_table(index=["site", "attribute"], columns="protocol", values="accuracy", sort=False)
-    wide = wide.reset_index()
+    wide = wide.rename(columns=probed_label).reset_index()
     chance = s.groupby(["site", "attribute"], sort=False)["chance"].mean().values
     wide["chance"] = chance
     return table(wide, formats={c: ".1%" for c in wide.columns if c not in ("site", "attribute")})
+
+
+def answers_view(records: Iterable[Mapping[str, Any]], person_rank: int = 0) -> Table:
+    """Each main protocol's generated answers (seed 0) to the six questions about one QA-test person,
+    next to the truth: what held-out accuracy counts."""
+    rows = []
+    for r in records:
+        pre = _pretrain_config(r)
+        if r["config"].get("series") != "main" or pre["seed"] != 0:
+            continue
+        people = sorted({a["person"] for a in r["result"]["answers"]})
+        for a in r["result"]["answers"]:
+            if a["person"] == people[person_rank]:
+                rows.append({"protocol": SHORT[pre["protocol"]], "question": a["question"], "answer": a["answer"],
+                             "truth": a["truth"], "right": "✓" if a["answer"] == a["truth"] else "✗"})
+    return table(rows)
+
+
+def texts_view(config: Mapping[str, Any], person: int = 0, renderings: int = 2) -> Table:
+    """One person's biography in each rendering the protocols train on (plain; the first
+    ``renderings`` augmented ones) and one QA pair: what the model reads."""
+    pre = config["model_config"] if config.get("method") == "saved" else config
+    plain = make_dataset({**pre, "multi": 1, "permute": False})
+    augmented = make_dataset({**pre, "multi": int(_data(PROFILES["cpu-full"].sizes, True)["multi"]),
+                              "permute": True})
+    rows = [{"text": "biography, single (the only one)", "content": plain.text(person)}]
+    rows += [{"text": f"biography, multi5 + permute #{e + 1}", "content": augmented.text(person, e)}
+             for e in range(renderings)]
+    rows += [{"text": f"QA pair ({a})", "content": plain.qa_text(person, a)} for a in ("birth_city", "employer")]
+    return table(rows)
+
+
+def grid_view(configs: Iterable[Mapping[str, Any]]) -> Table:
+    """One row per protocol of a grid (first seed): people, the QA halves, records and tokens per
+    exposure, the information of the biographies and the model's parameters."""
+    from labkit.experiments.models import param_count
+
+    rows, seen = [], set()
+    for config in configs:
+        pre = config["model_config"] if config.get("method") == "saved" else config
+        key = (pre["protocol"], pre["N"], pre["exposures"])
+        if key in seen:
+            continue
+        seen.add(key)
+        data, bios, split = pretraining_data(pre)
+        batch = data.exposure(0)
+        count = param_count(pre, bios)
+        rows.append({"protocol": SHORT[pre["protocol"]], "N": pre["N"], "QA-train people": len(split.train),
+                     "QA-test people": len(split.test), "records / exposure": data.n_items,
+                     "tokens / exposure": int((batch.tokens != 0).sum()), "exposures": pre["exposures"],
+                     "information (bits)": bios.information_bits(), "P": count.total,
+                     "P non-embedding": count.non_embedding, "series": pre["series"],
+                     "source": "committed model" if config.get("method") == "saved" else "trained here"})
+    return table(rows, formats={"information (bits)": ",.0f", "P": ",", "P non-embedding": ",",
+                                "tokens / exposure": ","})
 
 
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -587,7 +700,13 @@ def provenance_view(results: Mapping[str, Any] | None) -> Table:
 
 #: Short names of the protocols on figure axes.
 SHORT = {"single": "single", "augmented": "multi5 + permute", "mixed": "mixed training",
-         "celebrity": "celebrity (minority)"}
+         "celebrity": "celebrity"}
+
+
+def probed_label(name: str) -> str:
+    """A probed model's short name: the protocol's, with its group ("celebrity (minority): celebrities")."""
+    protocol, _, group = name.partition(": ")
+    return f"{SHORT[protocol]}: {group}" if group else SHORT[protocol]
 
 
 def figure_protocols(runs_by_label: Mapping[str, Sequence[Mapping[str, Any]] | None], *,
@@ -604,7 +723,8 @@ def figure_protocols(runs_by_label: Mapping[str, Sequence[Mapping[str, Any]] | N
             continue
         series[label] = [float(s.test[p]) if p in s.index else None for p in PROTOCOLS]
         ranges[label] = [(float(s.test_min[p]), float(s.test_max[p])) if p in s.index else None for p in PROTOCOLS]
-    return plots.grouped_bars([SHORT[p] for p in PROTOCOLS], series, title=title, text_format=".0%",
+    categories = [SHORT[p] + (" (minority)" if p == "celebrity" else "") for p in PROTOCOLS]
+    return plots.grouped_bars(categories, series, title=title, text_format=".0%",
                               y_title="exact-match accuracy, QA-test half", ranges=ranges)
 
 
@@ -619,7 +739,7 @@ def figure_probes(records: Sequence[Mapping[str, Any]], *,
     series = {}
     for p, part in means.groupby("protocol", sort=False):
         by_site = dict(zip(part.site, part.accuracy, strict=True))
-        series[SHORT[p]] = [by_site.get(site) for site in sites]
+        series[probed_label(p)] = [by_site.get(site) for site in sites]
     return plots.grouped_bars(sites, series, title=title, text_format=".0%",
                               y_title="probe accuracy (mean of 6 attributes)",
                               hlines={"chance (majority class)": float(means.chance.mean())})
