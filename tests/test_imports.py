@@ -38,7 +38,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("data", "data.*"),
     ("model", "loss"),
     ("train", "batched", "measure", "probe", "structure", "ablate", "freeze", "quant", "ntk", "interop", "checkpoint",
-     "distributed"),
+     "distributed", "generate"),
     ("sweep", "cluster"),
     ("experiments", "experiments.*"),
     ("exercises", "exercises.*", "widgets"),

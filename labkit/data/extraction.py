@@ -33,6 +33,7 @@ from labkit.data import rng_for
 from labkit.data.base import StaticDataset, TokenBatch, concat_batches
 from labkit.data.bios import KNOWLEDGE_ATTRIBUTES, SENTENCE_ATTRIBUTES, BioS, Pools
 from labkit.info import BitsLearned
+from labkit.tokenizer import PAD_ID
 
 #: The six questions of Part 3.1, one per biography sentence (the company city is asked although it is a
 #: function of the employer: a model may answer one and not the other).
@@ -167,8 +168,8 @@ class MixedData:
     @property
     def qa_token_share(self) -> float:
         """The QA pairs' fraction of the non-pad tokens of exposure 0."""
-        qa = int((self.qa.exposure(0).tokens != 0).sum())
-        return qa / (qa + int((self.bios.exposure(0).tokens != 0).sum()))
+        qa = int((self.qa.exposure(0).tokens != PAD_ID).sum())
+        return qa / (qa + int((self.bios.exposure(0).tokens != PAD_ID).sum()))
 
     def used_tokens(self) -> torch.Tensor:
         return torch.unique(torch.cat([self.bios.used_tokens(), self.qa.used_tokens()]))

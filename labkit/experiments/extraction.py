@@ -287,8 +287,8 @@ def probe_rows(model: Transformer, bios: BioS, config: Mapping[str, Any],
                groups: Mapping[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Part 3.1's probes on the last layer, one row per (group, site, position, attribute) with
     ``labkit.probe.probe_table``'s columns plus ``site`` and ``group``: P-probing of each attribute at
-    the token before it in a canonical-order biography and at the token before the first attribute (right
-    after the name's sentence opening), and Q-probing of each attribute at the bare name's last token.
+    the token before it in a canonical-order biography and at the token before the first attribute's
+    value (in the sentence that opens with the name), and Q-probing of each attribute at the bare name's last token.
     Each group of ``groups`` (default: everyone) is probed on its own people (its own train/test split)."""
     canonical = BioS(bios.n_items, bios.seed, mode="single", permute=False, pools=bios.pools).exposure(0)
     names = bare_names(bios)
@@ -513,14 +513,14 @@ def probes_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def probe_summary(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Per protocol, site and attribute, the last layer's held-out probe accuracy and selectivity (mean
-    over seeds): P at the token before the attribute itself and at the first attribute's position
-    (right after the name in a canonical biography), Q at the bare name."""
+    over seeds): P at the token before the attribute itself and at the token before the first
+    attribute's value (in the sentence that opens with the name), Q at the bare name."""
     last = probes_table(records)
     if not len(last):
         return last
     parts = []
     own = last[(last.site == "P") & (last.read_at == last.attribute)].assign(site="P (before the attribute)")
-    first = last[(last.site == "P") & (last.read_at == QA_ATTRIBUTES[0])].assign(site="P (after the name)")
+    first = last[(last.site == "P") & (last.read_at == QA_ATTRIBUTES[0])].assign(site="P (first sentence)")
     q = last[last.site == "Q"].assign(site="Q (bare name)")
     for part in (own, first, q):
         parts.append(part.groupby(["protocol", "site", "attribute"], sort=False)[
