@@ -74,7 +74,9 @@ class Sizes:
     of ``python -m labkit sweep capacity`` (a notebook runs its own seed); ``recipes``: per exposure
     budget a ``(batch_size, lr)`` replacing the shared ones (fewer exposures need a smaller batch for
     enough optimizer steps); ``plateau_width`` / ``plateau_factors``: the N sweep at one model size
-    (configs of ``series="plateau"`` with N = factor × the sized N), where bits stop growing with N."""
+    (configs of ``series="plateau"`` with N = factor × the sized N), where bits stop growing with N;
+    ``knobs``: the parameterized law instead of the sizes grid, ``(knob, value)`` changes of one bioD
+    knob (K, C, D, L, T) each, plus the unchanged data (``series="law"``, :data:`LAW_KNOBS`)."""
 
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "biod", "K": 8, "D": 64, "T": 64,
                                                           "name_pools": (30, 30)})
@@ -88,6 +90,7 @@ class Sizes:
     recipes: dict[int, tuple[int, float]] = field(default_factory=dict)
     plateau_width: int = 0
     plateau_factors: tuple[float, ...] = ()
+    knobs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,15 @@ PROFILES: dict[str, Profile[Sizes, Expect]] = {
                                          seeds=(0, 1), recipes={100: (32, 9e-3)}, plateau_width=16,
                                          plateau_factors=(0.25, 0.5, 2.0, 4.0)),
                        expect=dict(R_min=1.8, gap_min=0.5)),
+    # the parameterized law: width 16 (chapter 2's cpu-full recipe at 1000 exposures) on bioD with one
+    # knob changed at a time from the cpu-full data (K = 8, C = 1, D = T = 256, L = 1); R band measured
+    "law-cpu-full": derive(QUICK, sizes=dict(data={"kind": "biod", "K": 8, "C": 1, "D": 256, "L": 1, "T": 256,
+                                                   "name_pools": (100, 100)},
+                                             models=TinyModels(widths=(16,)), exposures=(1000,), lr=1.5e-2,
+                                             factor=2.5, seeds=(0,),
+                                             knobs=(("K", 4), ("K", 16), ("C", 2), ("C", 4), ("D", 16), ("D", 64),
+                                                    ("L", 2), ("L", 4), ("T", 512), ("T", 2048))),
+                           expect=dict(R_min=1.5, R_max=2.6)),
     "full": derive(QUICK, sizes=dict(data={"kind": "bios", "mode": "fresh"},
                                      models=GPT2Models(shapes=((2, 1), (4, 1), (2, 2), (4, 2))), lr=1e-3,
                                      batch_size=256, weight_decay=0.02, factor=2.5),
@@ -148,8 +160,38 @@ def people_for_capacity(config: Mapping[str, Any], factor: float = 2.5, bits_per
     return n
 
 
+#: The bioD knobs the parameterized law turns (Part 3.3's section 5 varies each over the range here).
+LAW_KNOBS = {"K": "attributes", "C": "chunks per value", "D": "values per attribute", "L": "tokens per chunk",
+             "T": "value vocabulary"}
+#: Part 3.3's ranges of the knobs over which peak R stays ≥ 2 at 1000 exposures.
+PAPER_LAW_RANGES = {"K": "—", "C": "1-50", "D": "10-10⁴", "L": "1-50", "T": "20-4·10⁴"}
+
+
+def _law_grid(sizes: Sizes, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """One config per (setting, model, exposures, seed): the profile's data unchanged (``knob: "base"``)
+    and each ``(knob, value)`` of ``sizes.knobs``; N sized per setting (``people_for_capacity``)."""
+    configs = []
+    for knob, value in (("base", None), *sizes.knobs):
+        if knob != "base" and knob not in LAW_KNOBS:
+            raise ValueError(f"knobs: {knob!r} is not valid; allowed: {', '.join(LAW_KNOBS)}")
+        data = data_keys({**sizes.data, **({} if knob == "base" else {knob: int(value)})})
+        for model in sizes.models.keys():
+            base = {**data, **model}
+            n = people_for_capacity(base, sizes.factor)
+            for exposures in sizes.exposures:
+                batch, lr = sizes.recipes.get(exposures, (sizes.batch_size, sizes.lr))
+                for seed in seeds:
+                    configs.append({**base, "N": n, "exposures": int(exposures), "batch_size": int(batch),
+                                    "lr": float(lr), "weight_decay": float(sizes.weight_decay), "seed": int(seed),
+                                    "series": "law", "knob": knob})
+    return configs
+
+
 def grid(sizes: Sizes, seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
-    """Configs of the sweep: each model of ``sizes.models`` × ``sizes.exposures`` × ``seeds``."""
+    """Configs of the sweep: each model of ``sizes.models`` × ``sizes.exposures`` × ``seeds`` (with
+    ``sizes.knobs``: the parameterized law's settings instead, :func:`_law_grid`)."""
+    if sizes.knobs:
+        return _law_grid(sizes, seeds)
     configs = []
     for model in sizes.models.keys():
         base = {**data_keys(sizes.data), **model}
@@ -372,7 +414,11 @@ def precomputed() -> dict[str, Any] | None:
 
 
 def summary_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """What ``python -m labkit sweep capacity`` prints: R by exposures and model size, over seeds."""
+    """What ``python -m labkit sweep capacity`` prints: R by exposures and model size, over seeds (the
+    law's profile: R per setting, :func:`law_table`)."""
+    records = list(records)
+    if any(r["config"].get("series") == "law" for r in records):
+        return law_table(records)[["setting", "N", "params", "bits", "R", "R_nonembedding"]]
     return by_size(runs_table(records))
 
 
@@ -603,3 +649,110 @@ def figure_loss_curves(records: Sequence[Mapping[str, Any]], *,
     return plots.curves(series, title=title, x_title="exposures", log_x=True,
                         y_title="training loss (nats per token)",
                         hlines={"knows no person (name and value marginals)": plateau})
+
+
+# --------------------------------------------------------------------------------------------------
+# The parameterized law (profile law-cpu-full): one bioD knob at a time
+# --------------------------------------------------------------------------------------------------
+
+#: Where the law's results are committed (``python -m labkit sweep capacity --profile law-cpu-full``).
+LAW_PRECOMPUTED = results_path(NAME, "law-cpu-full")
+#: A setting's diversity term is tested (learned > 0) when its information is at least this many bits:
+#: below it, a term of a few hundred bits is within the noise of the bit meter's other terms.
+LAW_DIVERSITY_MIN_BITS = 4000.0
+
+
+def _setting(config: Mapping[str, Any]) -> str:
+    knob = config["knob"]
+    return "base (K=8, C=1, D=256, L=1, T=256)" if knob == "base" else f"{knob} = {config[knob]}"
+
+
+def law_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per law run: the setting, its bioD sizes, N, P, the information per term of Prop 2.3
+    (``info_name`` / ``info_values`` / ``info_diversity``, exact), the bits learned per term of Def 4.1
+    (``name`` / ``values`` / ``diversity``, each clipped at 0), ``bits``, ``R`` and ``R_nonembedding``;
+    the base setting first, then knob by knob in :data:`LAW_KNOBS` order and value."""
+    from labkit import info
+    from labkit.data.registry import make_dataset
+
+    rows = []
+    for record in records:
+        config, result = record["config"], record["result"]
+        if config.get("series") != "law":
+            continue
+        n0 = make_dataset(config, 1).N0
+        terms = info.biod_information_terms(config["N"], config["K"], config["C"], config["D"], config["L"],
+                                            config["T"], n0)
+        learned = result["breakdown"]
+        rows.append({"setting": _setting(config), "knob": config["knob"],
+                     **{k: config[k] for k in ("K", "C", "D", "L", "T", "N", "seed")},
+                     "params": result["params"], "non_embedding_params": result["non_embedding_params"],
+                     "info_name": terms["name"], "info_values": terms["values"], "info_diversity": terms["diversity"],
+                     "information_bits": result["information_bits"], "name": learned.get("name", 0.0),
+                     "values": learned.get("values", 0.0), "diversity": learned.get("diversity", 0.0),
+                     "bits": result["bits"], "R": result["R"], "R_nonembedding": result["R_nonembedding"],
+                     "fraction_learned": result["fraction_learned"], "wall_time": result["wall_time"]})
+    frame = pd.DataFrame(rows)
+    if not len(frame):
+        return frame
+    order = {knob: k for k, knob in enumerate(("base", *LAW_KNOBS))}
+    key = frame.knob.map(order) * 10**6 + frame[list(LAW_KNOBS)].sum(axis=1)  # then by value within a knob
+    return frame.assign(_key=key).sort_values(["_key", "seed"]).drop(columns="_key").reset_index(drop=True)
+
+
+def law_checks(law: pd.DataFrame, expect: Expect) -> list[dict[str, Any]]:
+    """What chapter 2 asserts of the law at this scale: every setting's R within [``R_min``, ``R_max``]
+    (one row for the lowest, one for the highest), and a positive learned diversity term in every setting
+    whose diversity information is at least :data:`LAW_DIVERSITY_MIN_BITS`."""
+    low, high = law.loc[law.R.idxmin()], law.loc[law.R.idxmax()]
+    rows = [{"check": f"lowest R across the knobs ({low.setting}) ≥ {expect.R_min:g}", "lab": float(low.R),
+             "holds": bool(low.R >= expect.R_min)},
+            {"check": f"highest R across the knobs ({high.setting}) ≤ {expect.R_max:g}", "lab": float(high.R),
+             "holds": bool(high.R <= expect.R_max)}]
+    for _, row in law[law.info_diversity >= LAW_DIVERSITY_MIN_BITS].iterrows():
+        rows.append({"check": f"{row.setting}: diversity term learned > 0 (of {row.info_diversity:,.0f} bits)",
+                     "lab": float(row.diversity), "holds": bool(row.diversity > 0)})
+    return rows
+
+
+def law_claims(law: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Part 3.3's parameterized law next to the lab's, for ``labkit.tables.paper_vs_lab``: per knob, the
+    lowest R over its settings (the base included) against the paper's "≥ 2 over its range";
+    "reproduces" within 10% of 2 (≥ 1.8)."""
+    rows = []
+    for knob, what in LAW_KNOBS.items():
+        part = None if law is None or not len(law) else law[law.knob.isin(["base", knob])]
+        values = "" if part is None else ", ".join(str(int(v)) for v in sorted(part[knob].unique()))
+        rows.append({"claim": f"peak R at 1000 exposures, {what} {knob} ∈ {{{values}}}: lowest",
+                     "paper": f"≥ 2 ({knob} in {PAPER_LAW_RANGES[knob]})" if PAPER_LAW_RANGES[knob] != "—" else "≥ 2",
+                     "lab": None if part is None or not len(part) else float(part.R.min()), "expect": (1.8, None),
+                     "note": "reproduces when ≥ 1.8"})
+    return rows
+
+
+LAW_COLUMNS = {"setting": "setting", "N": "N", "params": "P", "info_name": "info: name", "info_values": "info: values",
+               "info_diversity": "info: diversity", "name": "learned: name", "values": "learned: values",
+               "diversity": "learned: diversity", "bits": "bits", "R": "R", "R_nonembedding": "R non-emb"}
+
+
+def law_view(law: pd.DataFrame) -> Table:
+    """:func:`law_table` as chapter 2 shows it: information and bits learned per term of Def 4.1."""
+    formats = {k: ",.0f" for k in ("info_name", "info_values", "info_diversity", "name", "values", "diversity",
+                                   "bits")}
+    return table(law, columns=LAW_COLUMNS, formats={**formats, "N": ",d", "params": ",d", "R": ".2f",
+                                                    "R_nonembedding": ".2f"})
+
+
+def law_precomputed() -> dict[str, Any] | None:
+    """The committed law results (``{"provenance", "records"}``), or None when absent."""
+    return load_results(LAW_PRECOMPUTED)
+
+
+def figure_law(law: pd.DataFrame, *, title: str = "R at 1000 exposures, one bioD knob at a time") -> go.Figure:
+    """R (all parameters and non-embedding) for every setting of the law, with the 2 bits/param line."""
+    from labkit import plots
+
+    return plots.grouped_bars(list(law.setting), {"R (all parameters)": list(law.R),
+                                                  "R (non-embedding parameters)": list(law.R_nonembedding)},
+                              title=title, y_title="bits learned per parameter", text_format=".2f",
+                              hlines={"2 bits/param (Part 3.3)": 2.0}, height=460)
