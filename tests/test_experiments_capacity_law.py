@@ -55,10 +55,23 @@ def test_law_table_orders_settings_and_splits_the_terms():
 def test_law_checks_and_claims():
     law = capacity.law_table(RECORDS)
     rows = capacity.law_checks(law, LAW.expect)
-    assert all(r["holds"] for r in rows) and len(rows) == 2 + 2  # L = 4 and T = 2048 have diversity to learn
+    assert all(r["holds"] for r in rows) and len(rows) == 2 + 1  # only L = 4 has T^L > D² (T = 2048: no)
+    assert "all but L" in rows[0]["check"] and "K = 4" in rows[0]["check"]  # L is off the law (measured)
     broken = capacity.law_table([_record("base", 2.2), _record("L", 1.9, 0.0, L=4), _record("K", 0.4, K=4)])
     failed = [r["check"] for r in capacity.law_checks(broken, LAW.expect) if not r["holds"]]
     assert len(failed) == 2 and "lowest R" in failed[0] and "diversity" in failed[1]
+    assert capacity.credits_the_set({"L": 4, "T": 256, "D": 256}) and not capacity.credits_the_set(
+        {"L": 1, "T": 2048, "D": 256})
     claims = dict(zip(capacity.LAW_KNOBS, capacity.law_claims(law), strict=True))
     assert claims["K"]["lab"] == 2.0 and claims["C"]["lab"] == 2.2  # C not turned: the base only
     assert [c["lab"] for c in capacity.law_claims(None)] == [None] * 5
+
+
+def test_the_committed_law_results_match_the_grid_and_its_checks():
+    from labkit.sweep import config_hash
+
+    data = capacity.law_precomputed()
+    assert data is not None, "results/capacity_law_cpu_full.json is committed"
+    assert sorted(r["hash"] for r in data["records"]) == sorted(config_hash(c) for c in capacity.grid(LAW.sizes))
+    law = capacity.law_table(data["records"])
+    assert all(r["holds"] for r in capacity.law_checks(law, LAW.expect))
