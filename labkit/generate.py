@@ -17,7 +17,8 @@ model keeps one code path.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -30,14 +31,19 @@ from labkit.tokenizer import EOS_ID
 __all__ = ["answer_correct", "greedy", "qa_accuracy"]
 
 
-def _evaluating(model: nn.Module, device: str | torch.device) -> tuple[torch.device, bool]:
+@contextmanager
+def _evaluating(model: nn.Module, device: str | torch.device) -> Iterator[torch.device]:
+    """The model on ``device`` in eval mode, without gradients; its train/eval mode restored afterwards."""
     device = resolve_device(device)
     was_training = model.training
     model.to(device).eval()
-    return device, was_training
+    try:
+        with torch.no_grad():
+            yield device
+    finally:
+        model.train(was_training)
 
 
-@torch.no_grad()
 def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int,
            stop: Collection[int] = (EOS_ID,), device: str | torch.device = "auto") -> list[list[int]]:
     """The greedy continuation of each prompt (token ids), up to and including the first ``stop`` token
@@ -49,13 +55,12 @@ def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: i
     if any(not p for p in prompts):
         raise invalid("prompts", "an empty prompt", "prompts of one or more token ids (BOS first)")
     limit = getattr(getattr(model, "cfg", None), "max_len", None)
-    device, was_training = _evaluating(model, device)
     out: list[list[int]] = [[] for _ in prompts]
-    stop = set(stop)
-    try:
-        by_length: dict[int, list[int]] = {}
-        for i, p in enumerate(prompts):
-            by_length.setdefault(len(p), []).append(i)
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    with _evaluating(model, device) as device:
+        stops = torch.tensor(sorted(set(stop)), device=device, dtype=torch.int64)
         for length, rows in by_length.items():
             steps = max_new_tokens if limit is None else min(max_new_tokens, limit - length)
             if steps < 1:
@@ -66,16 +71,13 @@ def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: i
                 nxt = model(seq)[:, -1].argmax(-1)
                 for k in torch.nonzero(active).flatten().tolist():
                     out[rows[k]].append(int(nxt[k]))
-                active &= ~torch.isin(nxt, torch.tensor(sorted(stop), device=device, dtype=nxt.dtype))
+                active &= ~torch.isin(nxt, stops)
                 if not bool(active.any()):
                     break
                 seq = torch.cat([seq, nxt[:, None]], dim=1)
-    finally:
-        model.train(was_training)
     return out
 
 
-@torch.no_grad()
 def answer_correct(model: nn.Module, batch: TokenBatch, span: str = "answer", batch_size: int = 512,
                    device: str | torch.device = "auto") -> torch.Tensor:
     """(n,) bool: whether greedy decoding from each record's tokens before ``span`` reproduces the span's
@@ -86,10 +88,9 @@ def answer_correct(model: nn.Module, batch: TokenBatch, span: str = "answer", ba
     start, end = batch.spans[span][:, 0], batch.spans[span][:, 1] + 1  # + the closing token
     if bool((start < 1).any()) or bool((end > batch.tokens.shape[1]).any()):
         raise invalid("span", span, "a span after position 0 with a token after it in every record")
-    device, was_training = _evaluating(model, device)
     positions = torch.arange(batch.tokens.shape[1])
     right = []
-    try:
+    with _evaluating(model, device) as device:
         for lo in range(0, batch.tokens.shape[0], batch_size):
             tokens = batch.tokens[lo : lo + batch_size]
             s, e = start[lo : lo + batch_size, None], end[lo : lo + batch_size, None]
@@ -98,8 +99,6 @@ def answer_correct(model: nn.Module, batch: TokenBatch, span: str = "answer", ba
             inside = (positions[None, 1:width] >= s) & (positions[None, 1:width] < e)
             hit = (predicted == tokens[:, 1:width]) | ~inside
             right.append(hit.all(dim=1))
-    finally:
-        model.train(was_training)
     return torch.cat(right)
 
 

@@ -94,7 +94,7 @@ def test_probe_inputs_and_groups():
     from labkit.data.bios import MONTHS
 
     assert MONTHS[int(labels["birth_date"][3])] == month
-    sub = extraction.rows_of(names, [4, 1])
+    sub = names.select([4, 1])
     assert torch.equal(sub.tokens, names.tokens[[4, 1]])
     split = extraction.PeopleSplit.halves(30)
     assert list(extraction.probe_groups("celebrity", split)) == ["celebrities", "minority"]

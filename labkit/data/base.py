@@ -8,6 +8,7 @@ Why: the trainer, the bit meter (per-entity losses), MLS/MAC and the probes all 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -41,6 +42,11 @@ class TokenBatch:
         for name, span in self.spans.items():
             if span.shape != (self.tokens.shape[0], 2):
                 raise ValueError(f"span {name!r} has shape {tuple(span.shape)}, expected ({self.tokens.shape[0]}, 2)")
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> TokenBatch:
+        """The records ``rows`` (item indices, in that order), with their masks and spans."""
+        index = torch.as_tensor(rows, dtype=torch.int64)
+        return TokenBatch(self.tokens[index], self.loss_mask[index], {k: v[index] for k, v in self.spans.items()})
 
 
 @runtime_checkable

@@ -215,8 +215,7 @@ class CelebrityBioS:
         if self._cache is None or self._cache[0] != variant:
             both = concat_batches([self.augmented.exposure(index), self.plain.exposure(0)])
             rows = torch.from_numpy(np.where(self.celebrity, 0, self.n_items) + np.arange(self.n_items))
-            self._cache = (variant, TokenBatch(both.tokens[rows], both.loss_mask[rows],
-                                               {k: v[rows] for k, v in both.spans.items()}))
+            self._cache = (variant, both.select(rows))
         return self._cache[1]
 
     def qa(self, attribute: str, people: Sequence[int] | np.ndarray | None = None) -> TokenBatch:

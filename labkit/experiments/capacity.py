@@ -673,16 +673,14 @@ def law_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     (``name`` / ``values`` / ``diversity``, each clipped at 0), ``bits``, ``R`` and ``R_nonembedding``;
     the base setting first, then knob by knob in :data:`LAW_KNOBS` order and value."""
     from labkit import info
-    from labkit.data.registry import make_dataset
 
     rows = []
     for record in records:
         config, result = record["config"], record["result"]
         if config.get("series") != "law":
             continue
-        n0 = make_dataset(config, 1).N0
         terms = info.biod_information_terms(config["N"], config["K"], config["C"], config["D"], config["L"],
-                                            config["T"], n0)
+                                            config["T"], math.prod(config["name_pools"]))
         learned = result["breakdown"]
         rows.append({"setting": _setting(config), "knob": config["knob"],
                      **{k: config[k] for k in ("K", "C", "D", "L", "T", "N", "seed")},

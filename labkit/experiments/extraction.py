@@ -269,12 +269,6 @@ def bare_names(bios: BioS) -> TokenBatch:
     return TokenBatch(tokens, torch.zeros_like(tokens, dtype=torch.bool), {"name": span})
 
 
-def rows_of(batch: TokenBatch, people: np.ndarray | Sequence[int]) -> TokenBatch:
-    """The records of ``people`` (row i is person i) of a batch, in that order."""
-    rows = torch.as_tensor(np.asarray(people, dtype=np.int64))
-    return TokenBatch(batch.tokens[rows], batch.loss_mask[rows], {k: v[rows] for k, v in batch.spans.items()})
-
-
 def probe_groups(protocol: str, split: PeopleSplit) -> dict[str, np.ndarray]:
     """Whom the probes of a protocol's model read: everyone; the celebrity model's celebrities and
     minority apart (their biographies differ, so might where their knowledge sits)."""
@@ -297,7 +291,7 @@ def probe_rows(model: Transformer, bios: BioS, config: Mapping[str, Any],
               "max_iter": int(config["probe_iterations"]), "layers": [model.cfg.n_layer - 1]}
     tables = []
     for group, people in (groups or {"everyone": np.arange(bios.n_items)}).items():
-        bio, name = rows_of(canonical, people), rows_of(names, people)
+        bio, name = canonical.select(people), names.select(people)
         for a in QA_ATTRIBUTES:
             target = {a: labels[a][torch.as_tensor(np.asarray(people, dtype=np.int64))]}
             positions = list(dict.fromkeys([f"before_value/{a}", f"before_value/{QA_ATTRIBUTES[0]}"]))
@@ -313,7 +307,7 @@ def memorized(model: Transformer, pretraining: Any, people: np.ndarray, renderin
     biographies (every one of the first ``renderings`` exposures counted): whether the model stores them."""
     out: dict[str, list[float]] = {a: [] for a in QA_ATTRIBUTES}
     for e in range(renderings):
-        sub = rows_of(pretraining.exposure(e), people)
+        sub = pretraining.exposure(e).select(people)
         for a in QA_ATTRIBUTES:
             out[a].append(float(answer_correct(model, sub, f"value/{a}").double().mean()))
     return {a: float(np.mean(v)) for a, v in out.items()}
@@ -412,12 +406,9 @@ run = ExtractionRun()
 
 
 def cost(config: Mapping[str, Any]) -> float:
-    """Relative cost: records seen × width² (a saved run: its finetuning, about one exposure's worth)."""
-    if config.get("method") == "saved":
-        pretrain = config["model_config"]
-        return float(pretrain["N"]) * float(config["finetune_exposures"]) * float(pretrain["d_model"]) ** 2
-    records = 4.0 if config["protocol"] == "mixed" else 1.0  # 3 QA pairs per person ride along
-    return float(config["N"]) * records * float(config["exposures"]) * float(config["d_model"]) ** 2
+    """Relative cost: the records a run trains on (:func:`trained_records`) × width²."""
+    pre = config["model_config"] if config.get("method") == "saved" else config
+    return trained_records(config) * float(pre["d_model"]) ** 2
 
 
 def trained_records(config: Mapping[str, Any]) -> float:
@@ -648,8 +639,7 @@ def texts_view(config: Mapping[str, Any], person: int = 0, renderings: int = 2) 
     ``renderings`` augmented ones) and one QA pair: what the model reads."""
     pre = config["model_config"] if config.get("method") == "saved" else config
     plain = make_dataset({**pre, "multi": 1, "permute": False})
-    augmented = make_dataset({**pre, "multi": int(_data(PROFILES["cpu-full"].sizes, True)["multi"]),
-                              "permute": True})
+    augmented = make_dataset({**pre, "multi": PROFILES["cpu-full"].sizes.multi, "permute": True})
     rows = [{"text": "biography, single (the only one)", "content": plain.text(person)}]
     rows += [{"text": f"biography, multi5 + permute #{e + 1}", "content": augmented.text(person, e)}
              for e in range(renderings)]
